@@ -1,0 +1,149 @@
+//! The example service: an axum app observed by `otel-monitor`, configured by nothing but the
+//! standard `OTEL_*` environment variables.
+//!
+//! ```text
+//! scripts/run-example            # with a local collector printing what it receives
+//! cargo run --example service    # bare: point OTEL_EXPORTER_OTLP_ENDPOINT at your collector
+//! ```
+//!
+//! Routes: `GET /`, `GET /users/{id}`, `GET /slow?ms=N`, `GET /error`,
+//! `GET /stream?chunks=N&ms=M`, and `GET /health` (not traced).
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{
+    Json, Router,
+    body::{Body, Bytes},
+    extract::{Path, Query},
+    http::StatusCode,
+    response::IntoResponse,
+    routing::get,
+};
+use otel_monitor::{MonitorLayer, Telemetry};
+use serde_json::json;
+
+/// Longest wait `/slow` and `/stream` accept, in milliseconds.
+const MAX_WAIT_MS: u64 = 10_000;
+/// Most chunks `/stream` sends.
+const MAX_CHUNKS: u64 = 1_000;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let telemetry = Telemetry::builder()
+        .service_version(env!("CARGO_PKG_VERSION"))
+        .init()?;
+
+    let app = Router::new()
+        .route("/", get(|| async { "Hello from otel-monitor\n" }))
+        .route("/users/{id}", get(user))
+        .route("/slow", get(slow))
+        .route("/error", get(error))
+        .route("/stream", get(stream))
+        .route("/health", get(|| async { "ok\n" }))
+        .layer(
+            MonitorLayer::builder()
+                .filter(|path| path != "/health")
+                .build(),
+        );
+
+    let address = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let listener = tokio::net::TcpListener::bind(&address).await?;
+    tracing::info!("listening on http://{}", listener.local_addr()?);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+
+    tracing::info!("shutting down, flushing telemetry");
+    // Telemetry that cannot be delivered is worth a warning, not a failed exit.
+    if let Err(error) = telemetry.shutdown() {
+        tracing::warn!(%error, "telemetry was not fully flushed");
+    }
+    Ok(())
+}
+
+/// `GET /users/{id}`: a user as JSON, or 400 when the id is not a number.
+async fn user(Path(id): Path<String>) -> impl IntoResponse {
+    match id.parse::<u64>() {
+        Ok(id) => (StatusCode::OK, Json(load_user(id).await)).into_response(),
+        Err(_) => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "the user id must be a number" })),
+        )
+            .into_response(),
+    }
+}
+
+/// A child span of the request's span, as any `#[instrument]`ed function of a handler is.
+#[tracing::instrument]
+async fn load_user(id: u64) -> serde_json::Value {
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    json!({ "id": id, "name": format!("user {id}") })
+}
+
+#[derive(serde::Deserialize)]
+struct SlowParams {
+    ms: Option<u64>,
+}
+
+/// `GET /slow?ms=N`: answers after N milliseconds (at most 10 000).
+async fn slow(Query(params): Query<SlowParams>) -> String {
+    let ms = params.ms.unwrap_or(100).min(MAX_WAIT_MS);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    format!("waited {ms} ms\n")
+}
+
+/// `GET /error`: always fails with 500.
+async fn error() -> (StatusCode, &'static str) {
+    (StatusCode::INTERNAL_SERVER_ERROR, "An error occurred\n")
+}
+
+#[derive(serde::Deserialize)]
+struct StreamParams {
+    chunks: Option<u64>,
+    ms: Option<u64>,
+}
+
+/// `GET /stream?chunks=N&ms=M`: N chunks, M milliseconds apart.
+async fn stream(Query(params): Query<StreamParams>) -> Body {
+    let chunks = params.chunks.unwrap_or(5).min(MAX_CHUNKS);
+    let pause = Duration::from_millis(params.ms.unwrap_or(100).min(MAX_WAIT_MS));
+    let body = futures_util::stream::unfold(0, move |sent| async move {
+        if sent == chunks {
+            return None;
+        }
+        if sent > 0 {
+            tokio::time::sleep(pause).await;
+        }
+        let chunk = Bytes::from(format!("chunk {sent}\n"));
+        Some((Ok::<_, std::convert::Infallible>(chunk), sent + 1))
+    });
+    Body::from_stream(body)
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,370 @@
+//! The settings the OpenTelemetry SDK leaves to the application, resolved from the
+//! standard `OTEL_*` environment variables and the builder's overrides.
+//!
+//! Everything the SDK and the OTLP exporter already read themselves
+//! (`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`, ...)
+//! is left to them. What is resolved here is what they do not read, or only warn about: a bad
+//! value is an error naming the variable and the values it accepts, never a silent fallback.
+
+use std::fmt;
+
+/// `OTEL_SDK_DISABLED`: `true` turns every signal off.
+pub(crate) const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
+/// `OTEL_TRACES_EXPORTER`: where spans go (`otlp`, `console`, `none`).
+pub(crate) const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
+/// `OTEL_METRICS_EXPORTER`: where metrics go (`otlp`, `console`, `none`).
+pub(crate) const OTEL_METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`: the OTLP transport of every signal.
+pub(crate) const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+/// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`: the OTLP transport of spans.
+pub(crate) const OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
+/// `OTEL_EXPORTER_OTLP_METRICS_PROTOCOL`: the OTLP transport of metrics.
+pub(crate) const OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
+/// `OTEL_PROPAGATORS`: the context propagators (`tracecontext`, `baggage`, `none`).
+pub(crate) const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
+
+/// Where a signal is exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Exporter {
+    /// OTLP to a collector, over the [`OtlpProtocol`] configured (the default).
+    Otlp,
+    /// Human-readable lines on standard output, for local development.
+    Console,
+    /// Not exported: the signal is off.
+    None,
+}
+
+impl Exporter {
+    const ACCEPTED: &'static str = "otlp, console, none";
+
+    fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "otlp" => Some(Self::Otlp),
+            "console" => Some(Self::Console),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+}
+
+/// The OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OtlpProtocol {
+    /// OTLP/HTTP with protobuf bodies, port 4318 by default: the specification's default.
+    HttpProtobuf,
+    /// OTLP/gRPC, port 4317 by default. Needs a Tokio runtime that outlives the exporter.
+    Grpc,
+}
+
+impl OtlpProtocol {
+    const ACCEPTED: &'static str = "http/protobuf, grpc";
+
+    fn parse(value: &str) -> Option<Self> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "http/protobuf" => Some(Self::HttpProtobuf),
+            "grpc" => Some(Self::Grpc),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for OtlpProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::HttpProtobuf => "http/protobuf",
+            Self::Grpc => "grpc",
+        })
+    }
+}
+
+/// A context propagator, as named in `OTEL_PROPAGATORS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Propagator {
+    /// W3C Trace Context: `traceparent` and `tracestate`.
+    TraceContext,
+    /// W3C Baggage: `baggage`.
+    Baggage,
+}
+
+impl Propagator {
+    const ACCEPTED: &'static str = "tracecontext, baggage, none";
+    /// The default of the specification: W3C Trace Context and Baggage.
+    pub(crate) const DEFAULT: [Self; 2] = [Self::TraceContext, Self::Baggage];
+
+    /// Parses a comma-separated list; `none` alone means no propagation.
+    fn parse_list(value: &str) -> Option<Vec<Self>> {
+        let mut propagators = Vec::new();
+        for name in value
+            .split(',')
+            .map(|name| name.trim().to_ascii_lowercase())
+        {
+            let propagator = match name.as_str() {
+                "tracecontext" => Self::TraceContext,
+                "baggage" => Self::Baggage,
+                "none" => continue,
+                _ => return None,
+            };
+            if !propagators.contains(&propagator) {
+                propagators.push(propagator);
+            }
+        }
+        Some(propagators)
+    }
+}
+
+/// An environment variable holds a value this crate cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}={value:?} is not valid: expected one of {expected}")]
+pub struct ConfigError {
+    /// The variable, for example `OTEL_TRACES_EXPORTER`.
+    pub variable: &'static str,
+    /// The value it held.
+    pub value: String,
+    /// The values it accepts.
+    pub expected: &'static str,
+}
+
+/// What the builder set in code; `None` leaves the choice to the environment.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Overrides {
+    pub(crate) sdk_disabled: Option<bool>,
+    pub(crate) traces_exporter: Option<Exporter>,
+    pub(crate) metrics_exporter: Option<Exporter>,
+    pub(crate) protocol: Option<OtlpProtocol>,
+    pub(crate) propagators: Option<Vec<Propagator>>,
+}
+
+/// The resolved settings: code first, then the environment, then the specification's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub(crate) sdk_disabled: bool,
+    pub(crate) traces: Signal,
+    pub(crate) metrics: Signal,
+    pub(crate) propagators: Vec<Propagator>,
+}
+
+/// How one signal is exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Signal {
+    pub(crate) exporter: Exporter,
+    pub(crate) protocol: OtlpProtocol,
+}
+
+impl Settings {
+    /// Resolves the settings, reading variables through `env` (the process environment in
+    /// production, a map in tests).
+    pub(crate) fn resolve(
+        overrides: &Overrides,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let sdk_disabled = match overrides.sdk_disabled {
+            Some(disabled) => disabled,
+            None => parse(&env, OTEL_SDK_DISABLED, "true, false", |value| match value
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            })?
+            .unwrap_or(false),
+        };
+        let exporter = |set: Option<Exporter>, variable| match set {
+            Some(exporter) => Ok(exporter),
+            None => Ok(parse(&env, variable, Exporter::ACCEPTED, Exporter::parse)?
+                .unwrap_or(Exporter::Otlp)),
+        };
+        let general_protocol = parse(
+            &env,
+            OTEL_EXPORTER_OTLP_PROTOCOL,
+            OtlpProtocol::ACCEPTED,
+            OtlpProtocol::parse,
+        )?;
+        let protocol = |variable| -> Result<OtlpProtocol, ConfigError> {
+            let per_signal = parse(&env, variable, OtlpProtocol::ACCEPTED, OtlpProtocol::parse)?;
+            Ok(overrides
+                .protocol
+                .or(per_signal)
+                .or(general_protocol)
+                .unwrap_or(OtlpProtocol::HttpProtobuf))
+        };
+        let propagators = match &overrides.propagators {
+            Some(propagators) => propagators.clone(),
+            None => parse(
+                &env,
+                OTEL_PROPAGATORS,
+                Propagator::ACCEPTED,
+                Propagator::parse_list,
+            )?
+            .unwrap_or_else(|| Propagator::DEFAULT.to_vec()),
+        };
+
+        Ok(Self {
+            sdk_disabled,
+            traces: Signal {
+                exporter: exporter(overrides.traces_exporter, OTEL_TRACES_EXPORTER)?,
+                protocol: protocol(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL)?,
+            },
+            metrics: Signal {
+                exporter: exporter(overrides.metrics_exporter, OTEL_METRICS_EXPORTER)?,
+                protocol: protocol(OTEL_EXPORTER_OTLP_METRICS_PROTOCOL)?,
+            },
+            propagators,
+        })
+    }
+}
+
+/// Reads `variable` through `env` and parses it; unset and empty are `None`, and a value the
+/// parser refuses is an error naming the variable and the `expected` values.
+fn parse<T>(
+    env: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    expected: &'static str,
+    parser: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, ConfigError> {
+    let Some(value) = env(variable).filter(|value| !value.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match parser(value.trim()) {
+        Some(parsed) => Ok(Some(parsed)),
+        None => Err(ConfigError {
+            variable,
+            value,
+            expected,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn resolve(vars: &[(&str, &str)], overrides: Overrides) -> Result<Settings, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::resolve(&overrides, |name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_specification() {
+        let settings = resolve(&[], Overrides::default()).unwrap();
+        assert!(!settings.sdk_disabled);
+        for signal in [settings.traces, settings.metrics] {
+            assert_eq!(signal.exporter, Exporter::Otlp);
+            assert_eq!(signal.protocol, OtlpProtocol::HttpProtobuf);
+        }
+        assert_eq!(
+            settings.propagators,
+            [Propagator::TraceContext, Propagator::Baggage]
+        );
+    }
+
+    #[test]
+    fn environment_values_are_read_case_insensitively() {
+        let settings = resolve(
+            &[
+                (OTEL_SDK_DISABLED, "TRUE"),
+                (OTEL_TRACES_EXPORTER, "console"),
+                (OTEL_METRICS_EXPORTER, " none "),
+                (OTEL_EXPORTER_OTLP_PROTOCOL, "grpc"),
+                (OTEL_PROPAGATORS, "baggage"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(settings.sdk_disabled);
+        assert_eq!(settings.traces.exporter, Exporter::Console);
+        assert_eq!(settings.metrics.exporter, Exporter::None);
+        assert_eq!(settings.traces.protocol, OtlpProtocol::Grpc);
+        assert_eq!(settings.propagators, [Propagator::Baggage]);
+    }
+
+    #[test]
+    fn a_signal_protocol_overrides_the_general_one() {
+        let settings = resolve(
+            &[
+                (OTEL_EXPORTER_OTLP_PROTOCOL, "grpc"),
+                (OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, "http/protobuf"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(settings.traces.protocol, OtlpProtocol::Grpc);
+        assert_eq!(settings.metrics.protocol, OtlpProtocol::HttpProtobuf);
+    }
+
+    #[test]
+    fn code_overrides_the_environment() {
+        let settings = resolve(
+            &[
+                (OTEL_TRACES_EXPORTER, "none"),
+                (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, "grpc"),
+                (OTEL_PROPAGATORS, "none"),
+                (OTEL_SDK_DISABLED, "true"),
+            ],
+            Overrides {
+                sdk_disabled: Some(false),
+                traces_exporter: Some(Exporter::Otlp),
+                metrics_exporter: None,
+                protocol: Some(OtlpProtocol::HttpProtobuf),
+                propagators: Some(vec![Propagator::TraceContext]),
+            },
+        )
+        .unwrap();
+        assert!(!settings.sdk_disabled);
+        assert_eq!(settings.traces.exporter, Exporter::Otlp);
+        assert_eq!(settings.traces.protocol, OtlpProtocol::HttpProtobuf);
+        assert_eq!(settings.propagators, [Propagator::TraceContext]);
+    }
+
+    #[test]
+    fn none_alone_disables_propagation_and_empty_values_are_unset() {
+        let settings = resolve(
+            &[(OTEL_PROPAGATORS, "none"), (OTEL_TRACES_EXPORTER, "")],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(settings.propagators.is_empty());
+        assert_eq!(settings.traces.exporter, Exporter::Otlp);
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable_and_the_accepted_values() {
+        let cases = [
+            (OTEL_SDK_DISABLED, "yes", "true, false"),
+            (OTEL_TRACES_EXPORTER, "jaeger", Exporter::ACCEPTED),
+            (OTEL_METRICS_EXPORTER, "prometheus", Exporter::ACCEPTED),
+            (
+                OTEL_EXPORTER_OTLP_PROTOCOL,
+                "http/json",
+                OtlpProtocol::ACCEPTED,
+            ),
+            (
+                OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+                "udp",
+                OtlpProtocol::ACCEPTED,
+            ),
+            (OTEL_PROPAGATORS, "tracecontext,b3", Propagator::ACCEPTED),
+        ];
+        for (variable, value, expected) in cases {
+            let error = resolve(&[(variable, value)], Overrides::default()).unwrap_err();
+            assert_eq!(
+                error,
+                ConfigError {
+                    variable,
+                    value: value.to_owned(),
+                    expected
+                }
+            );
+            let message = error.to_string();
+            assert!(message.contains(variable), "{message}");
+            assert!(message.contains(expected), "{message}");
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The life of one request: its span and its metrics, from the first byte in to the last
+//! byte out, ended exactly once whatever way it ends.
+
+use std::{
+    borrow::Cow,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Instant, SystemTime},
+};
+
+use http::{Request, Response};
+use opentelemetry::{
+    Context, KeyValue, global,
+    propagation::TextMapPropagator,
+    trace::{SpanKind, Status, TraceContextExt, Tracer},
+};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_semantic_conventions::attribute::{
+    ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE,
+    NETWORK_PROTOCOL_VERSION, URL_SCHEME,
+};
+
+use super::{Shared, request::RequestFacts, request::record_headers};
+
+/// `error.type` of a request whose client went away before the response ended.
+const CANCELLED: &str = "cancelled";
+
+/// One request between its start and the end of its response.
+///
+/// Dropping it ends the request: the span ends and the metrics are recorded once, with the
+/// same duration. A request dropped before its response completed is recorded with
+/// `error.type` `cancelled` (the span status stays unset: the client left, the server did
+/// not fail).
+pub(crate) struct InFlight {
+    shared: Arc<Shared>,
+    facts: RequestFacts,
+    /// The request's context, holding its span.
+    cx: Context,
+    started: Instant,
+    started_at: SystemTime,
+    request_body_bytes: Arc<AtomicU64>,
+    response_body_bytes: u64,
+    status_code: Option<u16>,
+    error_type: Option<Cow<'static, str>>,
+    /// The server failed: a 5xx response, or an error from the service or the body.
+    failed: bool,
+    completed: bool,
+}
+
+impl InFlight {
+    /// Starts the span of `request` as a child of the context its headers carry, and counts
+    /// the request as active.
+    pub(crate) fn start<B>(shared: Arc<Shared>, request: &Request<B>) -> Self {
+        let facts = RequestFacts::of(request);
+        let extractor = HeaderExtractor(request.headers());
+        let parent = match &shared.propagator {
+            Some(propagator) => propagator.extract(&extractor),
+            None => global::get_text_map_propagator(|propagator| propagator.extract(&extractor)),
+        };
+
+        let started_at = SystemTime::now();
+        let started = Instant::now();
+        let mut span = shared
+            .tracer
+            .span_builder(facts.span_name())
+            .with_kind(SpanKind::Server)
+            .with_start_time(started_at)
+            .with_attributes(facts.sampling_attributes(request))
+            .start_with_context(&shared.tracer, &parent);
+        if opentelemetry::trace::Span::is_recording(&span) {
+            opentelemetry::trace::Span::set_attributes(
+                &mut span,
+                facts.recording_attributes(request, &shared.request_headers),
+            );
+        }
+        shared
+            .metrics
+            .active_requests
+            .add(1, &active_request_attributes(&facts));
+
+        Self {
+            cx: parent.with_span(span),
+            facts,
+            shared,
+            started,
+            started_at,
+            request_body_bytes: Arc::default(),
+            response_body_bytes: 0,
+            status_code: None,
+            error_type: None,
+            failed: false,
+            completed: false,
+        }
+    }
+
+    /// The context the inner service runs in: its spans and logs become the request's children.
+    pub(crate) fn context(&self) -> &Context {
+        &self.cx
+    }
+
+    /// The counter the request body adds the bytes it reads to.
+    pub(crate) fn request_body_bytes(&self) -> Arc<AtomicU64> {
+        self.request_body_bytes.clone()
+    }
+
+    /// Notes the response head: its status, the headers to record, and the `traceparent` to add.
+    pub(crate) fn on_response<B>(&mut self, response: &mut Response<B>) {
+        let status = response.status().as_u16();
+        self.status_code = Some(status);
+        if status >= 500 {
+            self.error_type = Some(Cow::Owned(status.to_string()));
+            self.failed = true;
+        }
+        let span = self.cx.span();
+        if span.is_recording() {
+            let mut attributes = Vec::with_capacity(1 + self.shared.response_headers.len());
+            attributes.push(KeyValue::new(HTTP_RESPONSE_STATUS_CODE, i64::from(status)));
+            record_headers(
+                response.headers(),
+                &self.shared.response_headers,
+                &mut attributes,
+            );
+            span.set_attributes(attributes);
+        }
+        if self.shared.inject_trace_context && span.span_context().is_valid() {
+            TraceContextPropagator::new()
+                .inject_context(&self.cx, &mut HeaderInjector(response.headers_mut()));
+        }
+    }
+
+    /// Notes that the inner service or the response body failed with an error of this type.
+    pub(crate) fn on_error(&mut self, error_type: &'static str) {
+        self.error_type = Some(Cow::Borrowed(error_type));
+        self.failed = true;
+    }
+
+    /// Counts bytes the response body sent.
+    pub(crate) fn on_response_bytes(&mut self, bytes: usize) {
+        self.response_body_bytes += bytes as u64;
+    }
+
+    /// Ends the request: the response, or the error, went out whole.
+    pub(crate) fn complete(mut self) {
+        self.completed = true;
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        let facts = &self.facts;
+        if !self.completed && self.error_type.is_none() {
+            self.error_type = Some(Cow::Borrowed(CANCELLED));
+        }
+
+        let mut attributes = Vec::with_capacity(6);
+        attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, facts.method));
+        attributes.push(KeyValue::new(URL_SCHEME, facts.scheme));
+        attributes.push(KeyValue::new(
+            NETWORK_PROTOCOL_VERSION,
+            facts.protocol_version,
+        ));
+        if let Some(route) = &facts.route {
+            attributes.push(KeyValue::new(HTTP_ROUTE, route.clone()));
+        }
+        if let Some(status) = self.status_code {
+            attributes.push(KeyValue::new(HTTP_RESPONSE_STATUS_CODE, i64::from(status)));
+        }
+        if let Some(error_type) = &self.error_type {
+            attributes.push(KeyValue::new(ERROR_TYPE, error_type.clone()));
+        }
+        let metrics = &self.shared.metrics;
+        metrics.duration.record(elapsed.as_secs_f64(), &attributes);
+        metrics
+            .request_body_size
+            .record(self.request_body_bytes.load(Ordering::Relaxed), &attributes);
+        metrics
+            .response_body_size
+            .record(self.response_body_bytes, &attributes);
+        metrics
+            .active_requests
+            .add(-1, &active_request_attributes(facts));
+
+        let span = self.cx.span();
+        if span.is_recording() {
+            if let Some(error_type) = &self.error_type {
+                span.set_attribute(KeyValue::new(ERROR_TYPE, error_type.clone()));
+            }
+            // 4xx and a client that went away are not the server's failures: status stays unset.
+            if self.failed {
+                span.set_status(Status::error(""));
+            }
+        }
+        span.end_with_timestamp(self.started_at + elapsed);
+    }
+}
+
+/// `http.server.active_requests` carries only what is known when the request starts.
+fn active_request_attributes(facts: &RequestFacts) -> [KeyValue; 2] {
+    [
+        KeyValue::new(HTTP_REQUEST_METHOD, facts.method),
+        KeyValue::new(URL_SCHEME, facts.scheme),
+    ]
+}

@@ -1,0 +1,273 @@
+//! [`MonitorLayer`]: a tower middleware that traces each request as an OpenTelemetry server span
+//! and records the HTTP server metrics.
+//!
+//! One file per piece, as tower-http lays out its middleware: the layer and its builder here,
+//! the [`MonitorService`] in `service.rs`, the [`ResponseFuture`] in `future.rs`, the body
+//! wrappers in `body.rs`, what is read from a request in `request.rs`, and the life of one
+//! request, from its span's start to the last metric, in `in_flight.rs`.
+
+mod body;
+mod future;
+mod in_flight;
+mod request;
+mod service;
+
+pub use body::{RequestBody, ResponseBody};
+pub use future::ResponseFuture;
+pub use service::MonitorService;
+
+use std::{fmt, sync::Arc};
+
+use http::HeaderName;
+use opentelemetry::{
+    InstrumentationScope, Key,
+    global::{self, BoxedTracer},
+    metrics::Meter,
+    propagation::TextMapPropagator,
+    trace::Tracer,
+};
+use opentelemetry_semantic_conventions::SCHEMA_URL;
+use tower_layer::Layer;
+
+use crate::http_metrics::HttpServerMetrics;
+
+/// Headers whose values are never recorded, even when listed: they carry credentials.
+const NEVER_RECORDED: [HeaderName; 4] = [
+    http::header::AUTHORIZATION,
+    http::header::COOKIE,
+    http::header::SET_COOKIE,
+    http::header::PROXY_AUTHORIZATION,
+];
+
+/// A tower [`Layer`] that makes every request an OpenTelemetry SERVER span and records the
+/// HTTP server metrics, both as the HTTP semantic conventions (v1.44) name them.
+///
+/// For each request it:
+/// - continues the trace of the incoming `traceparent`/`tracestate`/`baggage` headers (a
+///   malformed header starts a new trace and never fails the request);
+/// - starts a span named `{method} {route}` (`{method}` when no route matched) with the
+///   conventions' attributes, and runs the inner service inside its context, so `tracing`
+///   spans and events of the handler become its children;
+/// - ends the span and records `http.server.request.duration` with the same duration when
+///   the response body has sent its last byte, or when the client goes away first;
+/// - keeps `http.server.active_requests` right whatever happens, and records
+///   `http.server.request.body.size` and `http.server.response.body.size` from the bytes that
+///   went through the bodies.
+///
+/// It is cheap to clone and knows nothing about exporters: it takes the global tracer and meter
+/// unless told otherwise, so create it after [`Telemetry::init`](crate::Telemetry).
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use otel_monitor::MonitorLayer;
+///
+/// let app: Router = Router::new()
+///     .route("/users/{id}", get(|| async { "user" }))
+///     .layer(MonitorLayer::new());
+/// ```
+#[derive(Clone)]
+pub struct MonitorLayer {
+    shared: Arc<Shared>,
+}
+
+/// Decides from a request's path whether to trace and measure it.
+type PathFilter = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// What every request of a [`MonitorLayer`] reads.
+pub(crate) struct Shared {
+    pub(crate) tracer: BoxedTracer,
+    pub(crate) metrics: HttpServerMetrics,
+    pub(crate) propagator: Option<Box<dyn TextMapPropagator + Send + Sync>>,
+    pub(crate) filter: Option<PathFilter>,
+    pub(crate) request_headers: Box<[(HeaderName, Key)]>,
+    pub(crate) response_headers: Box<[(HeaderName, Key)]>,
+    pub(crate) inject_trace_context: bool,
+}
+
+impl MonitorLayer {
+    /// A layer with the defaults: the global tracer, meter and propagator, every request
+    /// traced, no header recorded, no `traceparent` added to responses.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder to change the defaults.
+    ///
+    /// ```
+    /// use otel_monitor::MonitorLayer;
+    ///
+    /// let layer = MonitorLayer::builder()
+    ///     .filter(|path| path != "/health")
+    ///     .record_request_headers(["x-request-id"])
+    ///     .inject_trace_context(true)
+    ///     .build();
+    /// ```
+    pub fn builder() -> MonitorLayerBuilder {
+        MonitorLayerBuilder::default()
+    }
+}
+
+impl Default for MonitorLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MonitorLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MonitorLayer")
+            .field("filtered", &self.shared.filter.is_some())
+            .field("request_headers", &self.shared.request_headers)
+            .field("response_headers", &self.shared.response_headers)
+            .field("inject_trace_context", &self.shared.inject_trace_context)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for MonitorLayer {
+    type Service = MonitorService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        MonitorService::new(inner, self.shared.clone())
+    }
+}
+
+/// Builds a [`MonitorLayer`]; see [`MonitorLayer::builder`].
+#[derive(Default)]
+#[must_use = "call build() to get the layer"]
+pub struct MonitorLayerBuilder {
+    tracer: Option<BoxedTracer>,
+    meter: Option<Meter>,
+    propagator: Option<Box<dyn TextMapPropagator + Send + Sync>>,
+    filter: Option<PathFilter>,
+    request_headers: Vec<HeaderName>,
+    response_headers: Vec<HeaderName>,
+    inject_trace_context: bool,
+}
+
+impl MonitorLayerBuilder {
+    /// Starts spans with this tracer instead of the global one.
+    pub fn tracer<T>(mut self, tracer: T) -> Self
+    where
+        T: Tracer + Send + Sync + 'static,
+        T::Span: Send + Sync + 'static,
+    {
+        self.tracer = Some(BoxedTracer::new(Box::new(tracer)));
+        self
+    }
+
+    /// Records the metrics with this meter instead of a global one.
+    pub fn meter(mut self, meter: Meter) -> Self {
+        self.meter = Some(meter);
+        self
+    }
+
+    /// Extracts the parent context with this propagator instead of the global one (which
+    /// [`Telemetry`](crate::Telemetry) sets from `OTEL_PROPAGATORS`).
+    pub fn propagator(
+        mut self,
+        propagator: impl TextMapPropagator + Send + Sync + 'static,
+    ) -> Self {
+        self.propagator = Some(Box::new(propagator));
+        self
+    }
+
+    /// Traces and measures only the requests whose path makes `filter` return `true`; the
+    /// others (health checks, say) pass through untouched.
+    pub fn filter(mut self, filter: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        self.filter = Some(Box::new(filter));
+        self
+    }
+
+    /// Records these request headers as `http.request.header.<name>` span attributes.
+    ///
+    /// `authorization`, `cookie`, `set-cookie` and `proxy-authorization` are never recorded;
+    /// names that are not valid header names are ignored.
+    pub fn record_request_headers<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        self.request_headers.extend(header_names(names));
+        self
+    }
+
+    /// Records these response headers as `http.response.header.<name>` span attributes, with
+    /// the same exclusions as [`record_request_headers`](Self::record_request_headers).
+    pub fn record_response_headers<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        self.response_headers.extend(header_names(names));
+        self
+    }
+
+    /// Adds a `traceparent` header naming the request's span to every traced response, so a
+    /// client can find its trace.
+    pub fn inject_trace_context(mut self, inject: bool) -> Self {
+        self.inject_trace_context = inject;
+        self
+    }
+
+    /// Builds the layer, taking the global tracer and meter where none was given.
+    pub fn build(self) -> MonitorLayer {
+        let scope = || {
+            InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .with_schema_url(SCHEMA_URL)
+                .build()
+        };
+        let tracer = self
+            .tracer
+            .unwrap_or_else(|| global::tracer_with_scope(scope()));
+        let meter = self
+            .meter
+            .unwrap_or_else(|| global::meter_with_scope(scope()));
+        MonitorLayer {
+            shared: Arc::new(Shared {
+                tracer,
+                metrics: HttpServerMetrics::new(&meter),
+                propagator: self.propagator,
+                filter: self.filter,
+                request_headers: attribute_keys("http.request.header", self.request_headers),
+                response_headers: attribute_keys("http.response.header", self.response_headers),
+                inject_trace_context: self.inject_trace_context,
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for MonitorLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MonitorLayerBuilder")
+            .field("request_headers", &self.request_headers)
+            .field("response_headers", &self.response_headers)
+            .field("inject_trace_context", &self.inject_trace_context)
+            .finish_non_exhaustive()
+    }
+}
+
+fn header_names<I, N>(names: I) -> impl Iterator<Item = HeaderName>
+where
+    I: IntoIterator<Item = N>,
+    N: AsRef<str>,
+{
+    names
+        .into_iter()
+        .filter_map(|name| HeaderName::try_from(name.as_ref()).ok())
+        .filter(|name| !NEVER_RECORDED.contains(name))
+}
+
+/// Pairs each header with its attribute key, made once here rather than per request.
+fn attribute_keys(prefix: &str, mut names: Vec<HeaderName>) -> Box<[(HeaderName, Key)]> {
+    names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let key = Key::from(format!("{prefix}.{}", name.as_str()));
+            (name, key)
+        })
+        .collect()
+}

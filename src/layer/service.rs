@@ -1,0 +1,73 @@
+//! The service [`MonitorLayer`](super::MonitorLayer) wraps around the inner one.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{Request, Response};
+use opentelemetry::context::FutureExt;
+use tower_service::Service;
+
+use super::{RequestBody, ResponseBody, ResponseFuture, Shared, in_flight::InFlight};
+
+/// The [`Service`] made by [`MonitorLayer`](super::MonitorLayer): traces and measures each
+/// request on its way to the inner service `S`.
+#[derive(Clone)]
+pub struct MonitorService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> MonitorService<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MonitorService<S>
+where
+    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    ResBody: http_body::Body,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let traced = self
+            .shared
+            .filter
+            .as_ref()
+            .is_none_or(|filter| filter(request.uri().path()));
+        if !traced {
+            let future = self.inner.call(request.map(RequestBody::uncounted));
+            return ResponseFuture::new(future.with_current_context(), None);
+        }
+
+        let in_flight = InFlight::start(self.shared.clone(), &request);
+        let bytes_read = in_flight.request_body_bytes();
+        let cx = in_flight.context().clone();
+        let future = self
+            .inner
+            .call(request.map(|body| RequestBody::counted(body, bytes_read)));
+        ResponseFuture::new(future.with_context(cx), Some(in_flight))
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for MonitorService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MonitorService")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,50 @@
+//! Make a tower or axum service observable in one line.
+//!
+//! `otel-monitor` traces every request as an OpenTelemetry server span, records the HTTP server
+//! metrics, and exports both over OTLP to the collector in front of your APM, all named as the
+//! OpenTelemetry semantic conventions name them.
+//!
+//! - [`Telemetry`] builds the pipeline from the standard `OTEL_*` environment variables and
+//!   flushes it on shutdown.
+//! - [`MonitorLayer`] instruments requests; it works on any `tower::Service<http::Request<B>>`.
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use otel_monitor::{MonitorLayer, Telemetry};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let telemetry = Telemetry::builder().service_name("checkout").init()?;
+//!
+//!     let app = Router::new()
+//!         .route("/users/{id}", get(|| async { "user" }))
+//!         .layer(MonitorLayer::new());
+//!     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//!     axum::serve(listener, app).await?;
+//!
+//!     telemetry.shutdown()?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The crates this one builds against are re-exported, so that the versions you use to add your
+//! own instrumentation are the ones the pipeline was built with.
+#![deny(missing_docs, unreachable_pub, unsafe_code)]
+#![warn(rust_2018_idioms, missing_debug_implementations)]
+
+mod config;
+mod http_metrics;
+mod layer;
+mod telemetry;
+
+pub use config::{ConfigError, Exporter, OtlpProtocol, Propagator};
+pub use layer::{
+    MonitorLayer, MonitorLayerBuilder, MonitorService, RequestBody, ResponseBody, ResponseFuture,
+};
+pub use telemetry::{InitError, ShutdownError, Telemetry, TelemetryBuilder};
+
+pub use opentelemetry;
+pub use opentelemetry_otlp;
+pub use opentelemetry_sdk;
+pub use opentelemetry_semantic_conventions;
+pub use tracing_opentelemetry;
