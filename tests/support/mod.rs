@@ -1,0 +1,20 @@
+//! Shared support for integration tests: an in-process OTLP receiver, a real collector (rotel)
+//! run as a child process, and deadline-bound waiting. Use it with `mod support;`.
+
+// Each integration test file is its own crate and compiles this module again, but uses only
+// part of it: without this, every helper a given test file does not call would warn as dead.
+#![allow(dead_code)]
+
+pub mod receiver;
+pub mod rotel;
+pub mod wait;
+
+// The short paths `support::OtlpReceiver` etc.; unused ones warn for the same reason as above.
+#[allow(unused_imports)]
+pub use receiver::{
+    OtlpReceiver, ReceivedLog, ReceivedMetric, ReceivedSpan, attr, attr_int, attr_str,
+};
+#[allow(unused_imports)]
+pub use rotel::Rotel;
+#[allow(unused_imports)]
+pub use wait::{wait_for, wait_for_blocking};

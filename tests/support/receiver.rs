@@ -1,0 +1,502 @@
+//! An in-process OTLP receiver: a gRPC server and an HTTP/protobuf server that record every export.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::metrics::v1::Metric;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::codec::CompressionEncoding;
+
+use super::wait::wait_for;
+
+/// Everything the receiver got, in arrival order, whatever the transport.
+#[derive(Default)]
+struct Received {
+    traces: Vec<ExportTraceServiceRequest>,
+    metrics: Vec<ExportMetricsServiceRequest>,
+    logs: Vec<ExportLogsServiceRequest>,
+    http_requests: usize,
+    grpc_requests: usize,
+}
+
+type Shared = Arc<Mutex<Received>>;
+
+/// Locks the shared store, ignoring poisoning (a panicking test must still be able to read it).
+fn lock(received: &Shared) -> MutexGuard<'_, Received> {
+    received
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// An OTLP receiver listening on 127.0.0.1 over both gRPC and HTTP/protobuf, plain or gzip.
+///
+/// Both servers shut down gracefully when it is dropped.
+pub struct OtlpReceiver {
+    received: Shared,
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    /// Dropping this sender (with the receiver) tells both servers to stop.
+    _shutdown: watch::Sender<()>,
+}
+
+impl OtlpReceiver {
+    /// Starts both servers on ephemeral ports, on the current tokio runtime.
+    pub async fn start() -> OtlpReceiver {
+        let received = Shared::default();
+        let (shutdown, shutdown_rx) = watch::channel(());
+        // `changed()` fails once the sender is dropped: that is the shutdown signal.
+        let signal = |mut rx: watch::Receiver<()>| async move {
+            let _ = rx.changed().await;
+        };
+
+        let grpc_listener = bind_loopback().await;
+        let grpc_addr = grpc_listener.local_addr().expect("gRPC listener address");
+        let sink = GrpcSink {
+            received: received.clone(),
+        };
+        let grpc_server = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(sink.clone()).accept_compressed(GZIP))
+            .add_service(MetricsServiceServer::new(sink.clone()).accept_compressed(GZIP))
+            .add_service(LogsServiceServer::new(sink).accept_compressed(GZIP))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(grpc_listener),
+                signal(shutdown_rx.clone()),
+            );
+        tokio::spawn(async move {
+            grpc_server.await.expect("OTLP gRPC test receiver failed");
+        });
+
+        let http_listener = bind_loopback().await;
+        let http_addr = http_listener.local_addr().expect("HTTP listener address");
+        let app = Router::new()
+            .route("/v1/traces", post(http_traces))
+            .route("/v1/metrics", post(http_metrics))
+            .route("/v1/logs", post(http_logs))
+            .with_state(received.clone());
+        let http_server =
+            axum::serve(http_listener, app).with_graceful_shutdown(signal(shutdown_rx));
+        tokio::spawn(async move {
+            http_server.await.expect("OTLP HTTP test receiver failed");
+        });
+
+        OtlpReceiver {
+            received,
+            grpc_addr,
+            http_addr,
+            _shutdown: shutdown,
+        }
+    }
+
+    /// The gRPC endpoint, like `http://127.0.0.1:PORT`.
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// The HTTP base endpoint, like `http://127.0.0.1:PORT` (without `/v1/...`).
+    pub fn http_endpoint(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// How many export requests arrived over each transport: `(http, grpc)`.
+    pub fn received_requests(&self) -> (usize, usize) {
+        let received = lock(&self.received);
+        (received.http_requests, received.grpc_requests)
+    }
+
+    /// Every span received so far, flattened out of their export requests, in arrival order.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        let received = lock(&self.received);
+        let mut spans = Vec::new();
+        for resource_spans in received.traces.iter().flat_map(|r| &r.resource_spans) {
+            let resource = resource_attributes(&resource_spans.resource);
+            for scope_spans in &resource_spans.scope_spans {
+                let (scope_name, scope_version) = scope_name_version(&scope_spans.scope);
+                spans.extend(scope_spans.spans.iter().map(|span| ReceivedSpan {
+                    resource: resource.clone(),
+                    scope_name: scope_name.clone(),
+                    scope_version: scope_version.clone(),
+                    span: span.clone(),
+                }));
+            }
+        }
+        spans
+    }
+
+    /// Every metric received so far, in arrival order: a metric exported N times appears N times.
+    pub fn metrics(&self) -> Vec<ReceivedMetric> {
+        let received = lock(&self.received);
+        let mut metrics = Vec::new();
+        for resource_metrics in received.metrics.iter().flat_map(|r| &r.resource_metrics) {
+            let resource = resource_attributes(&resource_metrics.resource);
+            for scope_metrics in &resource_metrics.scope_metrics {
+                let (scope_name, _) = scope_name_version(&scope_metrics.scope);
+                metrics.extend(scope_metrics.metrics.iter().map(|metric| ReceivedMetric {
+                    resource: resource.clone(),
+                    scope_name: scope_name.clone(),
+                    metric: metric.clone(),
+                }));
+            }
+        }
+        metrics
+    }
+
+    /// The last metric received with this name, if any.
+    pub fn latest_metric(&self, name: &str) -> Option<ReceivedMetric> {
+        self.metrics()
+            .into_iter()
+            .rev()
+            .find(|m| m.metric.name == name)
+    }
+
+    /// Every log record received so far, flattened out of their export requests, in arrival order.
+    pub fn logs(&self) -> Vec<ReceivedLog> {
+        let received = lock(&self.received);
+        let mut logs = Vec::new();
+        for resource_logs in received.logs.iter().flat_map(|r| &r.resource_logs) {
+            let resource = resource_attributes(&resource_logs.resource);
+            for scope_logs in &resource_logs.scope_logs {
+                let (scope_name, _) = scope_name_version(&scope_logs.scope);
+                logs.extend(scope_logs.log_records.iter().map(|record| ReceivedLog {
+                    resource: resource.clone(),
+                    scope_name: scope_name.clone(),
+                    record: record.clone(),
+                }));
+            }
+        }
+        logs
+    }
+
+    /// Waits until `pred` holds for all spans received so far, then returns them.
+    ///
+    /// # Panics
+    /// When `timeout` elapses first.
+    pub async fn wait_for_spans(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&[ReceivedSpan]) -> bool,
+    ) -> Vec<ReceivedSpan> {
+        wait_for(what, timeout, || Some(self.spans()).filter(|s| pred(s))).await
+    }
+
+    /// Waits until a metric with this name has arrived, then returns the latest one.
+    ///
+    /// # Panics
+    /// When `timeout` elapses first.
+    pub async fn wait_for_metric(&self, name: &str, timeout: Duration) -> ReceivedMetric {
+        let what = format!("metric {name:?}");
+        wait_for(&what, timeout, || self.latest_metric(name)).await
+    }
+
+    /// Waits until `pred` holds for all log records received so far, then returns them.
+    ///
+    /// # Panics
+    /// When `timeout` elapses first.
+    pub async fn wait_for_logs(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&[ReceivedLog]) -> bool,
+    ) -> Vec<ReceivedLog> {
+        wait_for(what, timeout, || Some(self.logs()).filter(|l| pred(l))).await
+    }
+}
+
+/// A span with the resource and instrumentation scope it was exported under.
+#[derive(Clone, Debug)]
+pub struct ReceivedSpan {
+    pub resource: Vec<KeyValue>,
+    pub scope_name: String,
+    pub scope_version: String,
+    pub span: Span,
+}
+
+impl ReceivedSpan {
+    /// A span attribute.
+    pub fn attr(&self, key: &str) -> Option<&any_value::Value> {
+        attr(&self.span.attributes, key)
+    }
+
+    /// A span attribute, if it is a string.
+    pub fn attr_str(&self, key: &str) -> Option<&str> {
+        attr_str(&self.span.attributes, key)
+    }
+
+    /// A span attribute, if it is an integer.
+    pub fn attr_int(&self, key: &str) -> Option<i64> {
+        attr_int(&self.span.attributes, key)
+    }
+
+    /// A resource attribute, if it is a string.
+    pub fn resource_str(&self, key: &str) -> Option<&str> {
+        attr_str(&self.resource, key)
+    }
+
+    /// The trace id in lowercase hex.
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.span.trace_id)
+    }
+
+    /// The span id in lowercase hex.
+    pub fn span_id_hex(&self) -> String {
+        hex(&self.span.span_id)
+    }
+
+    /// The parent span id in lowercase hex; empty for a root span.
+    pub fn parent_span_id_hex(&self) -> String {
+        hex(&self.span.parent_span_id)
+    }
+
+    /// End time minus start time (zero if the end is before the start).
+    pub fn duration(&self) -> Duration {
+        Duration::from_nanos(
+            self.span
+                .end_time_unix_nano
+                .saturating_sub(self.span.start_time_unix_nano),
+        )
+    }
+}
+
+/// A metric with the resource and instrumentation scope it was exported under.
+#[derive(Clone, Debug)]
+pub struct ReceivedMetric {
+    pub resource: Vec<KeyValue>,
+    pub scope_name: String,
+    pub metric: Metric,
+}
+
+/// A log record with the resource and instrumentation scope it was exported under.
+#[derive(Clone, Debug)]
+pub struct ReceivedLog {
+    pub resource: Vec<KeyValue>,
+    pub scope_name: String,
+    pub record: LogRecord,
+}
+
+impl ReceivedLog {
+    /// A log record attribute, if it is a string.
+    pub fn attr_str(&self, key: &str) -> Option<&str> {
+        attr_str(&self.record.attributes, key)
+    }
+
+    /// The trace id in lowercase hex; empty when the record has none.
+    pub fn trace_id_hex(&self) -> String {
+        hex(&self.record.trace_id)
+    }
+
+    /// The span id in lowercase hex; empty when the record has none.
+    pub fn span_id_hex(&self) -> String {
+        hex(&self.record.span_id)
+    }
+
+    /// The body, if it is a string.
+    pub fn body_str(&self) -> Option<&str> {
+        match self.record.body.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// The value of the attribute `key` (the first one, should it be repeated).
+pub fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v: &AnyValue| v.value.as_ref())
+}
+
+/// The value of the attribute `key`, if it is a string.
+pub fn attr_str<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    match attr(attrs, key)? {
+        any_value::Value::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// The value of the attribute `key`, if it is an integer.
+pub fn attr_int(attrs: &[KeyValue], key: &str) -> Option<i64> {
+    match attr(attrs, key)? {
+        any_value::Value::IntValue(i) => Some(*i),
+        _ => None,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn resource_attributes(resource: &Option<Resource>) -> Vec<KeyValue> {
+    resource
+        .as_ref()
+        .map(|r| r.attributes.clone())
+        .unwrap_or_default()
+}
+
+fn scope_name_version(scope: &Option<InstrumentationScope>) -> (String, String) {
+    scope
+        .as_ref()
+        .map(|s| (s.name.clone(), s.version.clone()))
+        .unwrap_or_default()
+}
+
+async fn bind_loopback() -> TcpListener {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind an ephemeral port on 127.0.0.1")
+}
+
+/// The gRPC side: one value implementing the three OTLP collector services.
+#[derive(Clone)]
+struct GrpcSink {
+    received: Shared,
+}
+
+impl GrpcSink {
+    fn record(&self, store: impl FnOnce(&mut Received)) {
+        let mut received = lock(&self.received);
+        received.grpc_requests += 1;
+        store(&mut received);
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for GrpcSink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.record(|r| r.traces.push(request.into_inner()));
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for GrpcSink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.record(|r| r.metrics.push(request.into_inner()));
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for GrpcSink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.record(|r| r.logs.push(request.into_inner()));
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+async fn http_traces(State(received): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    http_export::<_, ExportTraceServiceResponse>(&received, &headers, &body, |r, req| {
+        r.traces.push(req)
+    })
+}
+
+async fn http_metrics(State(received): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    http_export::<_, ExportMetricsServiceResponse>(&received, &headers, &body, |r, req| {
+        r.metrics.push(req)
+    })
+}
+
+async fn http_logs(State(received): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    http_export::<_, ExportLogsServiceResponse>(&received, &headers, &body, |r, req| {
+        r.logs.push(req)
+    })
+}
+
+const GZIP: CompressionEncoding = CompressionEncoding::Gzip;
+const PROTOBUF: &str = "application/x-protobuf";
+
+/// Decodes an OTLP/HTTP protobuf request (plain or gzip), stores it and answers with an empty
+/// `Resp`. Anything else (JSON, another encoding, garbage) is refused with a 4xx so that a test
+/// fails visibly.
+fn http_export<Req, Resp>(
+    received: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+    store: impl FnOnce(&mut Received, Req),
+) -> Response
+where
+    Req: Message + Default,
+    Resp: Message + Default,
+{
+    let header_str = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let content_type = header_str(header::CONTENT_TYPE).unwrap_or_default();
+    if !content_type.starts_with(PROTOBUF) {
+        let message = format!("test receiver accepts only {PROTOBUF}, got {content_type:?}");
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response();
+    }
+    let mut gunzipped = Vec::new();
+    let body = match header_str(header::CONTENT_ENCODING) {
+        None | Some("identity") => body,
+        Some("gzip") => match flate2::read::GzDecoder::new(body).read_to_end(&mut gunzipped) {
+            Ok(_) => &gunzipped[..],
+            Err(err) => {
+                let message = format!("bad gzip body: {err}");
+                return (StatusCode::BAD_REQUEST, message).into_response();
+            }
+        },
+        Some(other) => {
+            let message =
+                format!("test receiver accepts gzip or no content-encoding, got {other:?}");
+            return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response();
+        }
+    };
+    let request = match Req::decode(body) {
+        Ok(request) => request,
+        Err(err) => {
+            let message = format!("undecodable OTLP protobuf body: {err}");
+            return (StatusCode::BAD_REQUEST, message).into_response();
+        }
+    };
+    {
+        let mut received = lock(received);
+        received.http_requests += 1;
+        store(&mut received, request);
+    }
+    (
+        [(header::CONTENT_TYPE, PROTOBUF)],
+        Resp::default().encode_to_vec(),
+    )
+        .into_response()
+}

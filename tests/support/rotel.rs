@@ -1,0 +1,178 @@
+//! Rotel, a real OpenTelemetry collector, run as a child process (see shared/HARNESS.md).
+
+use std::fs::{self, File};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::wait::wait_for_blocking;
+
+/// How long rotel gets to open its ports (it usually takes ~60 ms).
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long rotel gets to flush and exit after SIGTERM before it is killed.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A running `rotel-agent` receiving OTLP on 127.0.0.1 over gRPC and HTTP.
+///
+/// Dropping it sends SIGTERM (rotel then flushes pending batches), and kills it after 5 s.
+/// If the thread is panicking (a failed test), everything rotel printed goes to stderr.
+pub struct Rotel {
+    child: Child,
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    log_path: PathBuf,
+}
+
+impl Rotel {
+    /// Starts rotel with an OTLP gRPC exporter towards `otlp_grpc_endpoint` (like `http://127.0.0.1:PORT`).
+    pub fn start_forwarding_to(otlp_grpc_endpoint: &str) -> Rotel {
+        Rotel::start_with_args(&[
+            "--exporter",
+            "otlp",
+            "--otlp-exporter-endpoint",
+            otlp_grpc_endpoint,
+            "--otlp-exporter-retry-initial-backoff",
+            "100ms",
+        ])
+    }
+
+    /// Starts `rotel-agent start` with its OTLP receivers on free ports, a 20 ms batch timeout, and
+    /// `extra` arguments (the exporter and its options), then waits until both ports accept.
+    ///
+    /// # Panics
+    /// When the binary is missing, rotel exits early, or its ports do not open within 10 s.
+    pub fn start_with_args(extra: &[&str]) -> Rotel {
+        let agent = rotel_agent();
+        let (grpc_addr, http_addr) = two_free_addrs();
+        let log_path = new_log_path();
+        let log = File::create(&log_path).expect("create rotel log file");
+        let child = Command::new(&agent)
+            .env("NO_COLOR", "1")
+            .arg("start")
+            .args(["--otlp-grpc-endpoint", &grpc_addr.to_string()])
+            .args(["--otlp-http-endpoint", &http_addr.to_string()])
+            .args(["--batch-timeout", "20ms"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone rotel log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|err| panic!("failed to launch {}: {err}", agent.display()));
+        let mut rotel = Rotel {
+            child,
+            grpc_addr,
+            http_addr,
+            log_path,
+        };
+
+        let what = format!("rotel-agent to listen on {grpc_addr} and {http_addr}");
+        wait_for_blocking(&what, STARTUP_TIMEOUT, || {
+            if let Some(status) = rotel.child.try_wait().expect("poll rotel-agent") {
+                panic!("rotel-agent exited early ({status})");
+            }
+            (accepts(grpc_addr) && accepts(http_addr)).then_some(())
+        });
+        rotel
+    }
+
+    /// The OTLP gRPC endpoint, like `http://127.0.0.1:PORT`.
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// The OTLP HTTP base endpoint, like `http://127.0.0.1:PORT` (without `/v1/...`).
+    pub fn http_endpoint(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    /// Everything rotel printed so far (stdout and stderr interleaved).
+    pub fn log(&self) -> String {
+        fs::read(&self.log_path)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_else(|err| format!("<cannot read {}: {err}>", self.log_path.display()))
+    }
+
+    /// SIGTERM, then a kill if rotel is still running after [`SHUTDOWN_TIMEOUT`].
+    fn stop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        // Plain `kill` keeps libc out of the dependencies.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + SHUTDOWN_TIMEOUT;
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Rotel {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- rotel-agent output (grpc {}, http {}) ----\n{}---- end of rotel-agent output ----",
+                self.grpc_addr,
+                self.http_addr,
+                self.log()
+            );
+        }
+        let _ = fs::remove_file(&self.log_path);
+    }
+}
+
+/// `$ROTEL_AGENT` if set, else the binary that `scripts/install-test-tools` put in `.venv`.
+fn rotel_agent() -> PathBuf {
+    if let Some(path) = std::env::var_os("ROTEL_AGENT") {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "ROTEL_AGENT={} is not a file",
+            path.display()
+        );
+        return path;
+    }
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
+    fs::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("python3"))
+        .map(|entry| entry.path().join("site-packages/rotel/rotel-agent"))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "rotel-agent not found: run scripts/install-test-tools (the README test command does this); \
+                 looked for {}/python3*/site-packages/rotel/rotel-agent and $ROTEL_AGENT",
+                lib.display()
+            )
+        })
+}
+
+/// Two distinct free ports on 127.0.0.1 (both held while picking, released before returning).
+fn two_free_addrs() -> (SocketAddr, SocketAddr) {
+    let bind = || TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port on 127.0.0.1");
+    let (a, b) = (bind(), bind());
+    let addr = |l: &TcpListener| l.local_addr().expect("ephemeral listener address");
+    (addr(&a), addr(&b))
+}
+
+/// A fresh temp file name for this process's next rotel.
+fn new_log_path() -> PathBuf {
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("otel-monitor-rotel-{}-{n}.log", std::process::id()))
+}
+
+fn accepts(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+}
