@@ -9,7 +9,7 @@
 //! Routes: `GET /`, `GET /users/{id}`, `GET /slow?ms=N`, `GET /error`,
 //! `GET /stream?chunks=N&ms=M`, and `GET /health` (not traced).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{error::Error, net::SocketAddr, process::ExitCode, time::Duration};
 
 use axum::{
     Json, Router,
@@ -28,7 +28,22 @@ const MAX_WAIT_MS: u64 = 10_000;
 const MAX_CHUNKS: u64 = 1_000;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
     let telemetry = Telemetry::builder()
         .service_version(env!("CARGO_PKG_VERSION"))
         .init()?;

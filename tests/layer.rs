@@ -11,7 +11,6 @@ use axum::{
     http::StatusCode,
     routing::get,
 };
-use http_body_util::BodyExt;
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig};
@@ -102,21 +101,7 @@ impl Monitored {
         path: &str,
         headers: &[(&str, &str)],
     ) -> (StatusCode, http::HeaderMap, Bytes) {
-        let mut request = http::Request::get(format!("http://{}{path}", self.address));
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        self.send(request.body(Body::empty()).unwrap()).await
-    }
-
-    async fn send(&self, request: http::Request<Body>) -> (StatusCode, http::HeaderMap, Bytes) {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Body>();
-        let response = client.request(request).await.unwrap();
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
-        (parts.status, parts.headers, body)
+        support::client::get(&format!("http://{}{path}", self.address), headers).await
     }
 
     /// Flushes the span processor and waits until `count` spans arrived.
@@ -447,7 +432,7 @@ async fn a_request_body_is_measured_by_the_bytes_read() {
     let request = http::Request::post(format!("http://{}/echo", app.address))
         .body(Body::from("x".repeat(1234)))
         .unwrap();
-    let (_, _, body) = app.send(request).await;
+    let (_, _, body) = support::client::send(request).await;
     assert_eq!(body.len(), 1234);
 
     let request_size = app.metric("http.server.request.body.size").await;

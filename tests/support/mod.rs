@@ -5,11 +5,15 @@
 // part of it: without this, every helper a given test file does not call would warn as dead.
 #![allow(dead_code)]
 
+pub mod client;
+pub mod example;
 pub mod receiver;
 pub mod rotel;
 pub mod wait;
 
 // The short paths `support::OtlpReceiver` etc.; unused ones warn for the same reason as above.
+#[allow(unused_imports)]
+pub use example::ExampleService;
 #[allow(unused_imports)]
 pub use receiver::{
     OtlpReceiver, ReceivedLog, ReceivedMetric, ReceivedSpan, attr, attr_int, attr_str,

@@ -1,0 +1,183 @@
+//! The example service as a user runs it: configured by `OTEL_*` variables alone, exporting to
+//! an in-process OTLP receiver over HTTP/protobuf or gRPC.
+
+mod support;
+
+use std::time::Duration;
+
+use http::StatusCode;
+use support::{ExampleService, OtlpReceiver, client::get, example::run_to_exit};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_and_metrics_arrive_over_http_protobuf_with_the_resource() {
+    let receiver = OtlpReceiver::start().await;
+    let service = ExampleService::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint()),
+        ("OTEL_SERVICE_NAME", "checkout"),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment.name=test",
+        ),
+    ]);
+
+    let (status, _, body) = get(&service.url("/users/7"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&body[..], br#"{"id":7,"name":"user 7"}"#);
+    let (status, _, _) = get(&service.url("/health"), &[]).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let spans = receiver
+        .wait_for_spans("the request span and its child", DEADLINE, |spans| {
+            spans.len() >= 2
+        })
+        .await;
+    let request = spans
+        .iter()
+        .find(|span| span.span.name == "GET /users/{id}")
+        .expect("the request span");
+    let child = spans
+        .iter()
+        .find(|span| span.span.name == "load_user")
+        .expect("the #[instrument] span of the handler");
+    assert_eq!(child.trace_id_hex(), request.trace_id_hex());
+    assert_eq!(child.parent_span_id_hex(), request.span_id_hex());
+
+    assert_eq!(request.resource_str("service.name"), Some("checkout"));
+    assert_eq!(
+        request.resource_str("service.version"),
+        Some(env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        request.resource_str("deployment.environment.name"),
+        Some("test")
+    );
+    assert_eq!(request.resource_str("telemetry.sdk.language"), Some("rust"));
+    assert_eq!(
+        request.resource_str("telemetry.sdk.name"),
+        Some("opentelemetry")
+    );
+    assert!(
+        request
+            .resource_str("host.name")
+            .is_some_and(|host| !host.is_empty())
+    );
+    assert_eq!(
+        support::attr_int(&request.resource, "process.pid"),
+        Some(i64::from(service.pid()))
+    );
+
+    let duration = receiver
+        .wait_for_metric("http.server.request.duration", DEADLINE)
+        .await;
+    assert_eq!(duration.metric.unit, "s");
+    assert_eq!(
+        support::attr_str(&duration.resource, "service.name"),
+        Some("checkout")
+    );
+
+    let exit = service.stop();
+    assert!(exit.status.success(), "{exit:?}");
+    assert!(
+        receiver
+            .spans()
+            .iter()
+            .all(|span| span.attr_str("url.path") != Some("/health")),
+        "/health is filtered out"
+    );
+    let (http_exports, grpc_exports) = receiver.received_requests();
+    assert!(http_exports > 0);
+    assert_eq!(grpc_exports, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_keeps_exporting_for_the_whole_life_of_the_process() {
+    let receiver = OtlpReceiver::start().await;
+    let service = ExampleService::start(&[
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.grpc_endpoint()),
+    ]);
+
+    get(&service.url("/users/1"), &[]).await;
+    receiver
+        .wait_for_spans("the first request's span", DEADLINE, |spans| {
+            spans
+                .iter()
+                .any(|span| span.attr_str("url.path") == Some("/users/1"))
+        })
+        .await;
+
+    // Let the exporters live through many batch and metric intervals (the metric reader
+    // exports every 200 ms) before the next request.
+    let exports_so_far = receiver.received_requests().1;
+    support::wait_for("ten more gRPC exports", DEADLINE, || {
+        (receiver.received_requests().1 >= exports_so_far + 10).then_some(())
+    })
+    .await;
+
+    get(&service.url("/users/2"), &[]).await;
+    receiver
+        .wait_for_spans("the second request's span", DEADLINE, |spans| {
+            spans
+                .iter()
+                .any(|span| span.attr_str("url.path") == Some("/users/2"))
+        })
+        .await;
+
+    let exit = service.stop();
+    assert!(exit.status.success(), "{exit:?}");
+    let (http_exports, _) = receiver.received_requests();
+    assert_eq!(http_exports, 0, "every export went over gRPC");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otel_sdk_disabled_exports_nothing_and_the_service_still_serves() {
+    let receiver = OtlpReceiver::start().await;
+    let service = ExampleService::start(&[
+        ("OTEL_SDK_DISABLED", "true"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint()),
+    ]);
+    for _ in 0..3 {
+        let (status, _, _) = get(&service.url("/users/3"), &[]).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let exit = service.stop();
+    assert!(exit.status.success(), "{exit:?}");
+    // The process has flushed and exited: whatever it was going to send has been sent.
+    assert_eq!(receiver.received_requests(), (0, 0));
+}
+
+#[test]
+fn an_invalid_variable_fails_at_start_up_and_names_the_variable() {
+    let exit = run_to_exit(&[("OTEL_TRACES_EXPORTER", "jaeger")]);
+    assert!(!exit.status.success());
+    assert!(
+        exit.output.contains(
+            r#"OTEL_TRACES_EXPORTER="jaeger" is not valid: expected one of otlp, console, none"#
+        ),
+        "{}",
+        exit.output
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_collector_costs_no_request_and_does_not_hold_shutdown() {
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let service = ExampleService::start(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+
+    for id in 0..20 {
+        let (status, _, _) = get(&service.url(&format!("/users/{id}")), &[]).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let exit = service.stop();
+    assert!(exit.status.success(), "{exit:?}");
+    assert!(
+        exit.took < Duration::from_secs(5),
+        "shutdown took {:?}",
+        exit.took
+    );
+}

@@ -1,0 +1,204 @@
+//! The example service (`examples/service.rs`) run as a child process, configured only by its
+//! environment, as a user runs it.
+
+use std::{
+    io::{BufRead, BufReader, Read},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{Arc, Mutex, OnceLock, mpsc},
+    thread,
+    time::{Duration, Instant},
+};
+
+/// Environment that makes the pipeline export quickly enough for a test.
+const FAST_EXPORT: [(&str, &str); 3] = [
+    ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+    ("RUST_LOG", "info"),
+];
+
+/// A running example service; stopped with SIGTERM when dropped.
+pub struct ExampleService {
+    child: Child,
+    address: SocketAddr,
+    output: Arc<Mutex<String>>,
+}
+
+/// How the service ended.
+#[derive(Debug)]
+pub struct Exit {
+    pub status: ExitStatus,
+    /// From SIGTERM to exit.
+    pub took: Duration,
+    /// Everything it printed, stdout and stderr.
+    pub output: String,
+}
+
+impl ExampleService {
+    /// Starts the service with `env` on top of the fast-export settings, and waits until it
+    /// listens.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let mut child = spawn(env);
+        let output = Arc::new(Mutex::new(String::new()));
+        let (listening, address) = mpsc::channel();
+        capture(
+            child.stdout.take().unwrap(),
+            output.clone(),
+            Some(listening),
+        );
+        capture(child.stderr.take().unwrap(), output.clone(), None);
+        let address = match address.recv_timeout(Duration::from_secs(20)) {
+            Ok(address) => address,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the example service did not start listening:\n{}",
+                    output.lock().unwrap()
+                );
+            }
+        };
+        Self {
+            child,
+            address,
+            output,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the service printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits (up to 20 s) for the service to exit.
+    pub fn stop(mut self) -> Exit {
+        let sent = Instant::now();
+        terminate(self.child.id());
+        let status = wait_for_exit(&mut self.child, "the service to exit after SIGTERM");
+        let took = sent.elapsed();
+        // The capture threads see end-of-file once the process is gone.
+        let output = super::wait_for_blocking(
+            "the service's output to close",
+            Duration::from_secs(5),
+            || (Arc::strong_count(&self.output) == 1).then(|| self.output()),
+        );
+        Exit {
+            status,
+            took,
+            output,
+        }
+    }
+}
+
+impl Drop for ExampleService {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if thread::panicking() {
+            eprintln!("---- example service output ----\n{}", self.output());
+        }
+    }
+}
+
+/// Runs the service with `env` and returns how it exits by itself (for configurations that
+/// must fail at start-up).
+pub fn run_to_exit(env: &[(&str, &str)]) -> Exit {
+    let mut child = spawn(env);
+    let started = Instant::now();
+    let status = wait_for_exit(&mut child, "the service to exit by itself");
+    let mut output = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut output)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut output)
+        .unwrap();
+    Exit {
+        status,
+        took: started.elapsed(),
+        output,
+    }
+}
+
+fn spawn(env: &[(&str, &str)]) -> Child {
+    Command::new(binary())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .envs(FAST_EXPORT)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start the example service")
+}
+
+/// Copies a pipe into `output`; on the `listening on http://ADDR` line, sends ADDR.
+fn capture(
+    pipe: impl Read + Send + 'static,
+    output: Arc<Mutex<String>>,
+    listening: Option<mpsc::Sender<SocketAddr>>,
+) {
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if let (Some(listening), Some(address)) =
+                (&listening, line.split("listening on http://").nth(1))
+            {
+                let _ = listening.send(address.trim().parse().expect("listening address"));
+            }
+            let mut output = output.lock().unwrap();
+            output.push_str(&line);
+            output.push('\n');
+        }
+    });
+}
+
+/// Builds the example once per test process and returns its path.
+fn binary() -> &'static PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--example", "service"])
+            .current_dir(&manifest_dir)
+            .status()
+            .expect("cannot run cargo to build the example");
+        assert!(status.success(), "the example service does not build");
+        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| manifest_dir.join("target"));
+        target_dir.join("debug/examples/service")
+    })
+}
+
+fn terminate(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("cannot run kill");
+    assert!(status.success(), "kill -TERM {pid} failed");
+}
+
+fn wait_for_exit(child: &mut Child, what: &str) -> ExitStatus {
+    super::wait_for_blocking(what, Duration::from_secs(20), || {
+        child.try_wait().ok().flatten()
+    })
+}
