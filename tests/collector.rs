@@ -1,0 +1,96 @@
+//! Through a real OpenTelemetry collector: the example service exports to rotel, which forwards
+//! with its own OTLP exporter to a receiver. What the backend would get must arrive intact.
+
+mod support;
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::{
+    metrics::v1::metric::Data,
+    trace::v1::{span::SpanKind, status::StatusCode as SpanStatus},
+};
+use support::{ExampleService, OtlpReceiver, Rotel, client::get};
+
+const DEADLINE: Duration = Duration::from_secs(15);
+
+/// Sends two requests through `protocol` to rotel and checks what rotel forwarded.
+async fn spans_and_metrics_pass_through_rotel(protocol: &str) {
+    let receiver = OtlpReceiver::start().await;
+    let rotel = Rotel::start_forwarding_to(&receiver.grpc_endpoint());
+    let endpoint = match protocol {
+        "grpc" => rotel.grpc_endpoint(),
+        _ => rotel.http_endpoint(),
+    };
+    let service = ExampleService::start(&[
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("OTEL_SERVICE_NAME", "through-rotel"),
+    ]);
+
+    get(&service.url("/users/5"), &[]).await;
+    get(&service.url("/error"), &[]).await;
+
+    let spans = receiver
+        .wait_for_spans("three spans forwarded by rotel", DEADLINE, |spans| {
+            spans.len() >= 3
+        })
+        .await;
+    let user = spans
+        .iter()
+        .find(|span| span.span.name == "GET /users/{id}")
+        .expect("the user request span");
+    assert_eq!(user.span.kind(), SpanKind::Server);
+    assert_eq!(user.resource_str("service.name"), Some("through-rotel"));
+    assert_eq!(user.scope_name, "otel-monitor");
+    assert_eq!(user.attr_str("http.route"), Some("/users/{id}"));
+    assert_eq!(user.attr_str("url.path"), Some("/users/5"));
+    assert_eq!(user.attr_int("http.response.status_code"), Some(200));
+    let child = spans
+        .iter()
+        .find(|span| span.span.name == "load_user")
+        .expect("the handler's child span");
+    assert_eq!(child.parent_span_id_hex(), user.span_id_hex());
+    assert_eq!(child.trace_id_hex(), user.trace_id_hex());
+
+    let error = spans
+        .iter()
+        .find(|span| span.span.name == "GET /error")
+        .expect("the error request span");
+    assert_eq!(error.attr_int("http.response.status_code"), Some(500));
+    assert_eq!(error.attr_str("error.type"), Some("500"));
+    assert_eq!(
+        error.span.status.as_ref().map(|status| status.code()),
+        Some(SpanStatus::Error)
+    );
+
+    let duration = receiver
+        .wait_for_metric("http.server.request.duration", DEADLINE)
+        .await;
+    assert_eq!(duration.metric.unit, "s");
+    assert_eq!(
+        support::attr_str(&duration.resource, "service.name"),
+        Some("through-rotel")
+    );
+    let Some(Data::Histogram(histogram)) = &duration.metric.data else {
+        panic!("not a histogram: {:?}", duration.metric);
+    };
+    assert!(histogram.data_points.iter().any(|point| {
+        support::attr_str(&point.attributes, "http.route") == Some("/users/{id}")
+            && support::attr_int(&point.attributes, "http.response.status_code") == Some(200)
+            && point.count == 1
+            && point.explicit_bounds.len() == 14
+    }));
+
+    let exit = service.stop();
+    assert!(exit.status.success(), "{exit:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_and_metrics_pass_through_the_collector_over_grpc() {
+    spans_and_metrics_pass_through_rotel("grpc").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_and_metrics_pass_through_the_collector_over_http_protobuf() {
+    spans_and_metrics_pass_through_rotel("http/protobuf").await;
+}
