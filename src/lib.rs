@@ -33,6 +33,7 @@
 #![warn(rust_2018_idioms, missing_debug_implementations)]
 
 mod config;
+mod export_failures;
 mod http_metrics;
 mod layer;
 mod telemetry;

@@ -27,6 +27,7 @@ use opentelemetry_semantic_conventions::resource::{
 use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::{ConfigError, Exporter, OtlpProtocol, Overrides, Propagator, Settings, Signal};
+use crate::export_failures::{FailureReport, Reporting};
 
 /// How long [`Telemetry::shutdown`] waits for the exporters to flush, in all.
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -356,26 +357,39 @@ impl TelemetryBuilder {
     }
 }
 
-fn otlp_span_exporter(signal: Signal) -> Result<SpanExporter, InitError> {
-    let exporter = match signal.protocol {
-        OtlpProtocol::Grpc => SpanExporter::builder().with_tonic().build(),
-        OtlpProtocol::HttpProtobuf => SpanExporter::builder().with_http().build(),
+/// The OTLP span exporter, counting and reporting the spans it cannot deliver.
+fn otlp_span_exporter(signal: Signal) -> Result<Reporting<SpanExporter>, InitError> {
+    let (exporter, component_type) = match signal.protocol {
+        OtlpProtocol::Grpc => (
+            SpanExporter::builder().with_tonic().build(),
+            "otlp_grpc_span_exporter",
+        ),
+        OtlpProtocol::HttpProtobuf => (
+            SpanExporter::builder().with_http().build(),
+            "otlp_http_span_exporter",
+        ),
     };
-    exporter.map_err(|source| InitError::Exporter {
+    let exporter = exporter.map_err(|source| InitError::Exporter {
         signal: "traces",
         source,
-    })
+    })?;
+    let report = FailureReport::new("traces", otlp_destination(signal, "TRACES", "v1/traces"))
+        .counting_spans(&global::meter(env!("CARGO_PKG_NAME")), component_type);
+    Ok(Reporting::new(exporter, report))
 }
 
-fn otlp_metric_exporter(signal: Signal) -> Result<MetricExporter, InitError> {
+/// The OTLP metric exporter, reporting the exports it cannot deliver.
+fn otlp_metric_exporter(signal: Signal) -> Result<Reporting<MetricExporter>, InitError> {
     let exporter = match signal.protocol {
         OtlpProtocol::Grpc => MetricExporter::builder().with_tonic().build(),
         OtlpProtocol::HttpProtobuf => MetricExporter::builder().with_http().build(),
     };
-    exporter.map_err(|source| InitError::Exporter {
+    let exporter = exporter.map_err(|source| InitError::Exporter {
         signal: "metrics",
         source,
-    })
+    })?;
+    let report = FailureReport::new("metrics", otlp_destination(signal, "METRICS", "v1/metrics"));
+    Ok(Reporting::new(exporter, report))
 }
 
 /// The propagators named, in order; none at all propagates nothing.
@@ -419,26 +433,30 @@ fn describe(exporter: Exporter, signal: Signal, name: &str, http_path: &str) -> 
     match exporter {
         Exporter::None => "off".to_owned(),
         Exporter::Console => "console (stdout)".to_owned(),
-        Exporter::Otlp => {
-            let configured =
-                |variable: String| std::env::var(variable).ok().filter(|v| !v.is_empty());
-            let endpoint = configured(format!("OTEL_EXPORTER_OTLP_{name}_ENDPOINT"))
-                .or_else(|| {
-                    let base = configured("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned())?;
-                    Some(match signal.protocol {
-                        OtlpProtocol::Grpc => base,
-                        OtlpProtocol::HttpProtobuf => {
-                            format!("{}/{http_path}", base.trim_end_matches('/'))
-                        }
-                    })
-                })
-                .unwrap_or_else(|| match signal.protocol {
-                    OtlpProtocol::Grpc => "http://localhost:4317".to_owned(),
-                    OtlpProtocol::HttpProtobuf => format!("http://localhost:4318/{http_path}"),
-                });
-            format!("otlp {} {endpoint}", signal.protocol)
-        }
+        Exporter::Otlp => format!(
+            "otlp {} {}",
+            signal.protocol,
+            otlp_destination(signal, name, http_path)
+        ),
     }
+}
+
+/// The endpoint the OTLP exporter sends a signal to, as it resolves it from the environment.
+/// Used only to tell the user; the exporter reads the variables itself.
+fn otlp_destination(signal: Signal, name: &str, http_path: &str) -> String {
+    let configured = |variable: String| std::env::var(variable).ok().filter(|v| !v.is_empty());
+    configured(format!("OTEL_EXPORTER_OTLP_{name}_ENDPOINT"))
+        .or_else(|| {
+            let base = configured("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned())?;
+            Some(match signal.protocol {
+                OtlpProtocol::Grpc => base,
+                OtlpProtocol::HttpProtobuf => format!("{}/{http_path}", base.trim_end_matches('/')),
+            })
+        })
+        .unwrap_or_else(|| match signal.protocol {
+            OtlpProtocol::Grpc => "http://localhost:4317".to_owned(),
+            OtlpProtocol::HttpProtobuf => format!("http://localhost:4318/{http_path}"),
+        })
 }
 
 /// [`TelemetryBuilder::init`] could not build the pipeline.

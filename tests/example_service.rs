@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use http::StatusCode;
+use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
 use support::{ExampleService, OtlpReceiver, client::get, example::run_to_exit};
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -162,17 +163,46 @@ fn an_invalid_variable_fails_at_start_up_and_names_the_variable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_collector_costs_no_request_and_does_not_hold_shutdown() {
-    // A port nothing listens on.
+async fn a_dead_collector_costs_counted_spans_one_warning_and_no_request() {
+    // Spans go to a port nothing listens on; metrics still reach the receiver.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    let dead_endpoint = format!("http://{}/v1/traces", closed.local_addr().unwrap());
     drop(closed);
-    let service = ExampleService::start(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    let receiver = OtlpReceiver::start().await;
+    let service = ExampleService::start(&[
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &dead_endpoint),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint()),
+    ]);
 
     for id in 0..20 {
         let (status, _, _) = get(&service.url(&format!("/users/{id}")), &[]).await;
         assert_eq!(status, StatusCode::OK);
     }
+    // 20 request spans and their 20 `load_user` children, all lost and all counted.
+    let lost = |metric: &support::ReceivedMetric| {
+        let Some(Data::Sum(sum)) = &metric.metric.data else {
+            return 0;
+        };
+        sum.data_points
+            .iter()
+            .filter(|point| support::attr_str(&point.attributes, "error.type").is_some())
+            .map(|point| match point.value {
+                Some(number_data_point::Value::AsInt(value)) => value,
+                _ => 0,
+            })
+            .sum::<i64>()
+    };
+    support::wait_for("40 spans counted as lost", DEADLINE, || {
+        let metric = receiver.latest_metric("otel.sdk.exporter.span.exported")?;
+        (lost(&metric) >= 40).then_some(())
+    })
+    .await;
+    let exported = receiver
+        .latest_metric("otel.sdk.exporter.span.exported")
+        .unwrap();
+    assert_eq!(exported.metric.unit, "{span}");
+    assert_eq!(lost(&exported), 40);
+
     let exit = service.stop();
     assert!(exit.status.success(), "{exit:?}");
     assert!(
@@ -180,4 +210,16 @@ async fn a_dead_collector_costs_no_request_and_does_not_hold_shutdown() {
         "shutdown took {:?}",
         exit.took
     );
+    let warnings: Vec<_> = exit
+        .output
+        .lines()
+        .filter(|line| line.contains(&format!("cannot export traces to {dead_endpoint}")))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning, not a wall:\n{}",
+        exit.output
+    );
+    assert!(warnings[0].contains("WARN"), "{}", warnings[0]);
 }
