@@ -49,3 +49,8 @@ pub use opentelemetry_otlp;
 pub use opentelemetry_sdk;
 pub use opentelemetry_semantic_conventions;
 pub use tracing_opentelemetry;
+
+/// The README's examples, compiled as doctests so they cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

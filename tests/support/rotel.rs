@@ -130,7 +130,7 @@ impl Drop for Rotel {
     }
 }
 
-/// `$ROTEL_AGENT` if set, else the binary that `scripts/install-test-tools` put in `.venv`.
+/// `$ROTEL_AGENT` if set, else the binary that `scripts/install-rotel` put in `.venv`.
 fn rotel_agent() -> PathBuf {
     if let Some(path) = std::env::var_os("ROTEL_AGENT") {
         let path = PathBuf::from(path);
@@ -151,7 +151,7 @@ fn rotel_agent() -> PathBuf {
         .find(|path| path.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "rotel-agent not found: run scripts/install-test-tools (the README test command does this); \
+                "rotel-agent not found: run scripts/install-rotel (the README test command does this); \
                  looked for {}/python3*/site-packages/rotel/rotel-agent and $ROTEL_AGENT",
                 lib.display()
             )
