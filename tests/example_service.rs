@@ -223,3 +223,30 @@ async fn a_dead_collector_costs_counted_spans_one_warning_and_no_request() {
     );
     assert!(warnings[0].contains("WARN"), "{}", warnings[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otel_propagators_none_ignores_an_incoming_traceparent() {
+    let receiver = OtlpReceiver::start().await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for propagators in ["none", "tracecontext"] {
+        let service = ExampleService::start(&[
+            ("OTEL_PROPAGATORS", propagators),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint()),
+        ]);
+        get(&service.url("/"), &[("traceparent", traceparent)]).await;
+        assert!(service.stop().status.success());
+    }
+    let spans = receiver.spans();
+    let parent_of = |propagators: usize| spans[propagators].parent_span_id_hex();
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    assert_eq!(
+        parent_of(0),
+        "",
+        "with none, the request starts a new trace"
+    );
+    assert_eq!(
+        parent_of(1),
+        "00f067aa0ba902b7",
+        "with tracecontext, it continues"
+    );
+}
