@@ -21,6 +21,7 @@ use axum::{
 };
 use otel_monitor::{MonitorLayer, Telemetry};
 use serde_json::json;
+use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
 /// Longest wait `/slow` and `/stream` accept, in milliseconds.
 const MAX_WAIT_MS: u64 = 10_000;
@@ -58,11 +59,13 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .layer(
             MonitorLayer::builder()
                 .filter(|path| path != "/health")
+                .access_log(true)
                 .build(),
         );
 
     let address = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&address).await?;
+    log_resources();
     tracing::info!("listening on http://{}", listener.local_addr()?);
     axum::serve(
         listener,
@@ -71,7 +74,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
     .with_graceful_shutdown(shutdown_signal())
     .await?;
 
-    tracing::info!("shutting down, flushing telemetry");
+    tracing::info!("Application finished");
     // Telemetry that cannot be delivered is worth a warning, not a failed exit.
     if let Err(error) = telemetry.shutdown() {
         tracing::warn!(%error, "telemetry was not fully flushed");
@@ -79,15 +82,35 @@ async fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
+/// `Application started`, with the machine's memory and CPUs, as the first line of the log.
+fn log_resources() {
+    const MIB: u64 = 1024 * 1024;
+    let system = System::new_with_specifics(
+        RefreshKind::nothing()
+            .with_memory(MemoryRefreshKind::nothing().with_ram())
+            .with_cpu(CpuRefreshKind::nothing()),
+    );
+    tracing::info!(
+        memory.total_mib = system.total_memory() / MIB,
+        memory.used_mib = system.used_memory() / MIB,
+        memory.available_mib = system.available_memory() / MIB,
+        cpus = system.cpus().len(),
+        "Application started",
+    );
+}
+
 /// `GET /users/{id}`: a user as JSON, or 400 when the id is not a number.
 async fn user(Path(id): Path<String>) -> impl IntoResponse {
     match id.parse::<u64>() {
         Ok(id) => (StatusCode::OK, Json(load_user(id).await)).into_response(),
-        Err(_) => (
-            StatusCode::BAD_REQUEST,
-            Json(json!({ "error": "the user id must be a number" })),
-        )
-            .into_response(),
+        Err(_) => {
+            tracing::warn!(user.id = %id, "the user id is not a number");
+            (
+                StatusCode::BAD_REQUEST,
+                Json(json!({ "error": "the user id must be a number" })),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -112,6 +135,7 @@ async fn slow(Query(params): Query<SlowParams>) -> String {
 
 /// `GET /error`: always fails with 500.
 async fn error() -> (StatusCode, &'static str) {
+    tracing::error!("An error occurred");
     (StatusCode::INTERNAL_SERVER_ERROR, "An error occurred\n")
 }
 

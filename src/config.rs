@@ -14,12 +14,16 @@ pub(crate) const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 pub(crate) const OTEL_TRACES_EXPORTER: &str = "OTEL_TRACES_EXPORTER";
 /// `OTEL_METRICS_EXPORTER`: where metrics go (`otlp`, `console`, `none`).
 pub(crate) const OTEL_METRICS_EXPORTER: &str = "OTEL_METRICS_EXPORTER";
+/// `OTEL_LOGS_EXPORTER`: where log records go (`otlp`, `console`, `none`).
+pub(crate) const OTEL_LOGS_EXPORTER: &str = "OTEL_LOGS_EXPORTER";
 /// `OTEL_EXPORTER_OTLP_PROTOCOL`: the OTLP transport of every signal.
 pub(crate) const OTEL_EXPORTER_OTLP_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 /// `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`: the OTLP transport of spans.
 pub(crate) const OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL";
 /// `OTEL_EXPORTER_OTLP_METRICS_PROTOCOL`: the OTLP transport of metrics.
 pub(crate) const OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
+/// `OTEL_EXPORTER_OTLP_LOGS_PROTOCOL`: the OTLP transport of log records.
+pub(crate) const OTEL_EXPORTER_OTLP_LOGS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL";
 /// `OTEL_PROPAGATORS`: the context propagators (`tracecontext`, `baggage`, `none`).
 pub(crate) const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
 
@@ -133,6 +137,7 @@ pub(crate) struct Overrides {
     pub(crate) sdk_disabled: Option<bool>,
     pub(crate) traces_exporter: Option<Exporter>,
     pub(crate) metrics_exporter: Option<Exporter>,
+    pub(crate) logs_exporter: Option<Exporter>,
     pub(crate) protocol: Option<OtlpProtocol>,
     pub(crate) propagators: Option<Vec<Propagator>>,
 }
@@ -143,6 +148,7 @@ pub(crate) struct Settings {
     pub(crate) sdk_disabled: bool,
     pub(crate) traces: Signal,
     pub(crate) metrics: Signal,
+    pub(crate) logs: Signal,
     pub(crate) propagators: Vec<Propagator>,
 }
 
@@ -212,6 +218,10 @@ impl Settings {
                 exporter: exporter(overrides.metrics_exporter, OTEL_METRICS_EXPORTER)?,
                 protocol: protocol(OTEL_EXPORTER_OTLP_METRICS_PROTOCOL)?,
             },
+            logs: Signal {
+                exporter: exporter(overrides.logs_exporter, OTEL_LOGS_EXPORTER)?,
+                protocol: protocol(OTEL_EXPORTER_OTLP_LOGS_PROTOCOL)?,
+            },
             propagators,
         })
     }
@@ -255,7 +265,7 @@ mod tests {
     fn defaults_follow_the_specification() {
         let settings = resolve(&[], Overrides::default()).unwrap();
         assert!(!settings.sdk_disabled);
-        for signal in [settings.traces, settings.metrics] {
+        for signal in [settings.traces, settings.metrics, settings.logs] {
             assert_eq!(signal.exporter, Exporter::Otlp);
             assert_eq!(signal.protocol, OtlpProtocol::HttpProtobuf);
         }
@@ -272,6 +282,7 @@ mod tests {
                 (OTEL_SDK_DISABLED, "TRUE"),
                 (OTEL_TRACES_EXPORTER, "console"),
                 (OTEL_METRICS_EXPORTER, " none "),
+                (OTEL_LOGS_EXPORTER, "Console"),
                 (OTEL_EXPORTER_OTLP_PROTOCOL, "grpc"),
                 (OTEL_PROPAGATORS, "baggage"),
             ],
@@ -281,6 +292,7 @@ mod tests {
         assert!(settings.sdk_disabled);
         assert_eq!(settings.traces.exporter, Exporter::Console);
         assert_eq!(settings.metrics.exporter, Exporter::None);
+        assert_eq!(settings.logs.exporter, Exporter::Console);
         assert_eq!(settings.traces.protocol, OtlpProtocol::Grpc);
         assert_eq!(settings.propagators, [Propagator::Baggage]);
     }
@@ -312,6 +324,7 @@ mod tests {
                 sdk_disabled: Some(false),
                 traces_exporter: Some(Exporter::Otlp),
                 metrics_exporter: None,
+                logs_exporter: None,
                 protocol: Some(OtlpProtocol::HttpProtobuf),
                 propagators: Some(vec![Propagator::TraceContext]),
             },
@@ -340,6 +353,12 @@ mod tests {
             (OTEL_SDK_DISABLED, "yes", "true, false"),
             (OTEL_TRACES_EXPORTER, "jaeger", Exporter::ACCEPTED),
             (OTEL_METRICS_EXPORTER, "prometheus", Exporter::ACCEPTED),
+            (OTEL_LOGS_EXPORTER, "file", Exporter::ACCEPTED),
+            (
+                OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
+                "http",
+                OtlpProtocol::ACCEPTED,
+            ),
             (
                 OTEL_EXPORTER_OTLP_PROTOCOL,
                 "http/json",

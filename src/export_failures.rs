@@ -17,6 +17,7 @@ use opentelemetry::{
 use opentelemetry_sdk::{
     Resource,
     error::OTelSdkResult,
+    logs::{LogBatch, LogExporter},
     metrics::{Temporality, data::ResourceMetrics, exporter::PushMetricExporter},
     trace::{SpanData, SpanExporter},
 };
@@ -146,6 +147,7 @@ impl FailureReport {
     fn unit(&self) -> &'static str {
         match self.signal {
             "traces" => "spans",
+            "logs" => "log records",
             _ => "metric exports",
         }
     }
@@ -199,5 +201,31 @@ impl<E: PushMetricExporter> PushMetricExporter for Reporting<E> {
 
     fn temporality(&self) -> Temporality {
         self.inner.temporality()
+    }
+}
+
+impl<E: LogExporter> LogExporter for Reporting<E> {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let records = batch.iter().count() as u64;
+        let result = self.inner.export(batch).await;
+        self.report.record(records, &result);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn event_enabled(
+        &self,
+        level: opentelemetry::logs::Severity,
+        target: &str,
+        name: Option<&str>,
+    ) -> bool {
+        self.inner.event_enabled(level, target, name)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
     }
 }

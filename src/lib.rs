@@ -36,6 +36,7 @@ mod config;
 mod export_failures;
 mod http_metrics;
 mod layer;
+mod subscriber;
 mod telemetry;
 
 pub use config::{ConfigError, Exporter, OtlpProtocol, Propagator};
@@ -45,6 +46,7 @@ pub use layer::{
 pub use telemetry::{InitError, ShutdownError, Telemetry, TelemetryBuilder};
 
 pub use opentelemetry;
+pub use opentelemetry_appender_tracing;
 pub use opentelemetry_otlp;
 pub use opentelemetry_sdk;
 pub use opentelemetry_semantic_conventions;

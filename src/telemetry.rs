@@ -2,7 +2,6 @@
 //! from the standard environment variables in one call, and flushed when it ends.
 
 use std::{
-    io::IsTerminal,
     sync::mpsc,
     thread,
     time::{Duration, Instant},
@@ -11,12 +10,12 @@ use std::{
 use opentelemetry::{
     Key, KeyValue, global,
     propagation::{TextMapCompositePropagator, TextMapPropagator},
-    trace::TracerProvider as _,
 };
-use opentelemetry_otlp::{ExporterBuildError, MetricExporter, SpanExporter};
+use opentelemetry_otlp::{ExporterBuildError, LogExporter, MetricExporter, SpanExporter};
 use opentelemetry_sdk::{
     Resource,
     error::OTelSdkError,
+    logs::SdkLoggerProvider,
     metrics::SdkMeterProvider,
     propagation::{BaggagePropagator, TraceContextPropagator},
     trace::SdkTracerProvider,
@@ -24,26 +23,13 @@ use opentelemetry_sdk::{
 use opentelemetry_semantic_conventions::resource::{
     HOST_NAME, PROCESS_PID, SERVICE_NAME, SERVICE_VERSION,
 };
-use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::config::{ConfigError, Exporter, OtlpProtocol, Overrides, Propagator, Settings, Signal};
 use crate::export_failures::{FailureReport, Reporting};
+use crate::subscriber;
 
 /// How long [`Telemetry::shutdown`] waits for the exporters to flush, in all.
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Targets whose `tracing` spans are the export machinery itself: turning them into spans would
-/// make the pipeline feed on itself.
-const EXPORT_MACHINERY: [&str; 8] = [
-    "opentelemetry",
-    "opentelemetry_sdk",
-    "opentelemetry-otlp",
-    "h2",
-    "hyper",
-    "hyper_util",
-    "tonic",
-    "reqwest",
-];
 
 /// The telemetry pipeline of a service: the resource, the tracer and meter providers with their
 /// exporters, the global propagator and the `tracing` subscriber.
@@ -68,6 +54,7 @@ const EXPORT_MACHINERY: [&str; 8] = [
 pub struct Telemetry {
     tracer_provider: Option<SdkTracerProvider>,
     meter_provider: Option<SdkMeterProvider>,
+    logger_provider: Option<SdkLoggerProvider>,
     shutdown_timeout: Duration,
     shut_down: bool,
 }
@@ -86,6 +73,11 @@ impl Telemetry {
     /// The meter provider, when metrics are exported.
     pub fn meter_provider(&self) -> Option<&SdkMeterProvider> {
         self.meter_provider.as_ref()
+    }
+
+    /// The logger provider, when log records are exported.
+    pub fn logger_provider(&self) -> Option<&SdkLoggerProvider> {
+        self.logger_provider.as_ref()
     }
 
     /// Flushes and stops every signal, waiting at most the shutdown timeout in all (3 s
@@ -113,6 +105,13 @@ impl Telemetry {
             let timeout = self.shutdown_timeout;
             pending.push("metrics");
             spawn_shutdown("metrics", done.clone(), move || {
+                provider.shutdown_with_timeout(timeout)
+            });
+        }
+        if let Some(provider) = self.logger_provider.clone() {
+            let timeout = self.shutdown_timeout;
+            pending.push("logs");
+            spawn_shutdown("logs", done.clone(), move || {
                 provider.shutdown_with_timeout(timeout)
             });
         }
@@ -228,6 +227,12 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Where log records go, over `OTEL_LOGS_EXPORTER`.
+    pub fn logs_exporter(mut self, exporter: Exporter) -> Self {
+        self.overrides.logs_exporter = Some(exporter);
+        self
+    }
+
     /// The OTLP transport of every signal, over `OTEL_EXPORTER_OTLP_PROTOCOL` and its
     /// per-signal variants.
     pub fn otlp_protocol(mut self, protocol: OtlpProtocol) -> Self {
@@ -241,8 +246,10 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Whether to install the `tracing` subscriber (console output filtered by `RUST_LOG`, and
-    /// `tracing` spans as OpenTelemetry spans). On by default; turn it off to compose your own.
+    /// Whether to install the `tracing` subscriber: console lines filtered by `RUST_LOG`, events
+    /// as OpenTelemetry log records and spans as OpenTelemetry spans. On by default; turn it off
+    /// to compose your own from [`Telemetry::tracer_provider`] and
+    /// [`Telemetry::logger_provider`].
     pub fn tracing_subscriber(mut self, install: bool) -> Self {
         self.tracing_subscriber = install;
         self
@@ -263,12 +270,20 @@ impl TelemetryBuilder {
         let settings = Settings::resolve(&self.overrides, |variable| {
             std::env::var_os(variable).map(|value| value.to_string_lossy().into_owned())
         })?;
-        let (traces, metrics) = if settings.sdk_disabled {
-            (Exporter::None, Exporter::None)
+        let (traces, metrics, logs) = if settings.sdk_disabled {
+            (Exporter::None, Exporter::None, Exporter::None)
         } else {
-            (settings.traces.exporter, settings.metrics.exporter)
+            (
+                settings.traces.exporter,
+                settings.metrics.exporter,
+                settings.logs.exporter,
+            )
         };
-        for (exporter, signal) in [(traces, settings.traces), (metrics, settings.metrics)] {
+        for (exporter, signal) in [
+            (traces, settings.traces),
+            (metrics, settings.metrics),
+            (logs, settings.logs),
+        ] {
             if exporter == Exporter::Otlp
                 && signal.protocol == OtlpProtocol::Grpc
                 && tokio::runtime::Handle::try_current().is_err()
@@ -316,6 +331,21 @@ impl TelemetryBuilder {
         if let Some(provider) = &tracer_provider {
             global::set_tracer_provider(provider.clone());
         }
+        let logger_provider = match logs {
+            Exporter::None => None,
+            Exporter::Console => Some(
+                SdkLoggerProvider::builder()
+                    .with_batch_exporter(opentelemetry_stdout::LogExporter::default())
+                    .with_resource(resource.clone())
+                    .build(),
+            ),
+            Exporter::Otlp => Some(
+                SdkLoggerProvider::builder()
+                    .with_batch_exporter(otlp_log_exporter(settings.logs)?)
+                    .with_resource(resource.clone())
+                    .build(),
+            ),
+        };
         if !settings.sdk_disabled {
             global::set_text_map_propagator(propagator(&settings.propagators));
         }
@@ -323,16 +353,22 @@ impl TelemetryBuilder {
         let telemetry = Telemetry {
             tracer_provider,
             meter_provider,
+            logger_provider,
             shutdown_timeout: self.shutdown_timeout,
             shut_down: false,
         };
         if self.tracing_subscriber {
-            install_subscriber(telemetry.tracer_provider.as_ref())?;
+            subscriber::install(
+                telemetry.tracer_provider.as_ref(),
+                telemetry.logger_provider.as_ref(),
+            )
+            .map_err(|source| InitError::Subscriber(source.to_string()))?;
         }
         tracing::info!(
             service.name = %resource.get(&Key::from_static_str(SERVICE_NAME)).map(|name| name.to_string()).unwrap_or_default(),
             traces = %describe(traces, settings.traces, "TRACES", "v1/traces"),
             metrics = %describe(metrics, settings.metrics, "METRICS", "v1/metrics"),
+            logs = %describe(logs, settings.logs, "LOGS", "v1/logs"),
             "telemetry pipeline ready",
         );
         Ok(telemetry)
@@ -392,6 +428,20 @@ fn otlp_metric_exporter(signal: Signal) -> Result<Reporting<MetricExporter>, Ini
     Ok(Reporting::new(exporter, report))
 }
 
+/// The OTLP log exporter, reporting the log records it cannot deliver.
+fn otlp_log_exporter(signal: Signal) -> Result<Reporting<LogExporter>, InitError> {
+    let exporter = match signal.protocol {
+        OtlpProtocol::Grpc => LogExporter::builder().with_tonic().build(),
+        OtlpProtocol::HttpProtobuf => LogExporter::builder().with_http().build(),
+    };
+    let exporter = exporter.map_err(|source| InitError::Exporter {
+        signal: "logs",
+        source,
+    })?;
+    let report = FailureReport::new("logs", otlp_destination(signal, "LOGS", "v1/logs"));
+    Ok(Reporting::new(exporter, report))
+}
+
 /// The propagators named, in order; none at all propagates nothing.
 fn propagator(propagators: &[Propagator]) -> TextMapCompositePropagator {
     let propagators = propagators
@@ -404,28 +454,6 @@ fn propagator(propagators: &[Propagator]) -> TextMapCompositePropagator {
         })
         .collect();
     TextMapCompositePropagator::new(propagators)
-}
-
-/// The `tracing` subscriber: `RUST_LOG` (default `info`), the console, and `tracing` spans as
-/// OpenTelemetry spans (those of the export machinery excepted).
-fn install_subscriber(tracer_provider: Option<&SdkTracerProvider>) -> Result<(), InitError> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let console = tracing_subscriber::fmt::layer().with_ansi(std::io::stdout().is_terminal());
-    let spans = tracer_provider.map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("tracing"))
-            .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
-                !EXPORT_MACHINERY
-                    .iter()
-                    .any(|target| metadata.target().starts_with(target))
-            }))
-    });
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(console)
-        .with(spans)
-        .try_init()
-        .map_err(|source| InitError::Subscriber(source.to_string()))
 }
 
 /// Says where a signal goes, for the start-up line.
@@ -469,7 +497,7 @@ pub enum InitError {
     /// An exporter could not be built from its configuration.
     #[error("cannot build the {signal} exporter")]
     Exporter {
-        /// `traces` or `metrics`.
+        /// `traces`, `metrics` or `logs`.
         signal: &'static str,
         /// What the exporter reported.
         #[source]
@@ -496,7 +524,7 @@ pub enum ShutdownError {
     /// A signal was still flushing when the shutdown timeout ran out.
     #[error("the {signal} pipeline was still flushing after {timeout:?}")]
     TimedOut {
-        /// `traces` or `metrics`.
+        /// `traces`, `metrics` or `logs`.
         signal: &'static str,
         /// The timeout that ran out.
         timeout: Duration,
@@ -504,7 +532,7 @@ pub enum ShutdownError {
     /// A signal's provider reported an error while shutting down.
     #[error("the {signal} pipeline failed to shut down")]
     Failed {
-        /// `traces` or `metrics`.
+        /// `traces`, `metrics` or `logs`.
         signal: &'static str,
         /// What the provider reported.
         #[source]

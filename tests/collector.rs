@@ -1,5 +1,6 @@
 //! Through a real OpenTelemetry collector: the example service exports to rotel, which forwards
-//! with its own OTLP exporter to a receiver. What the backend would get must arrive intact.
+//! with its own OTLP exporter to a receiver. What the backend would get (spans, metrics and log
+//! records) must arrive intact.
 
 mod support;
 
@@ -13,8 +14,8 @@ use support::{ExampleService, OtlpReceiver, Rotel, client::get};
 
 const DEADLINE: Duration = Duration::from_secs(15);
 
-/// Sends two requests through `protocol` to rotel and checks what rotel forwarded.
-async fn spans_and_metrics_pass_through_rotel(protocol: &str) {
+/// Sends requests through `protocol` to rotel and checks what rotel forwarded.
+async fn telemetry_passes_through_rotel(protocol: &str) {
     let receiver = OtlpReceiver::start().await;
     let rotel = Rotel::start_forwarding_to(&receiver.grpc_endpoint());
     let endpoint = match protocol {
@@ -29,10 +30,11 @@ async fn spans_and_metrics_pass_through_rotel(protocol: &str) {
 
     get(&service.url("/users/5"), &[]).await;
     get(&service.url("/error"), &[]).await;
+    get(&service.url("/users/abc"), &[]).await;
 
     let spans = receiver
-        .wait_for_spans("three spans forwarded by rotel", DEADLINE, |spans| {
-            spans.len() >= 3
+        .wait_for_spans("four spans forwarded by rotel", DEADLINE, |spans| {
+            spans.len() >= 4
         })
         .await;
     let user = spans
@@ -81,16 +83,38 @@ async fn spans_and_metrics_pass_through_rotel(protocol: &str) {
             && point.explicit_bounds.len() == 14
     }));
 
+    let logs = receiver
+        .wait_for_logs("the handler's warning", DEADLINE, |logs| {
+            logs.iter()
+                .any(|log| log.body_str() == Some("the user id is not a number"))
+        })
+        .await;
+    let warning = logs
+        .iter()
+        .find(|log| log.body_str() == Some("the user id is not a number"))
+        .unwrap();
+    let bad_request = spans
+        .iter()
+        .find(|span| span.attr_str("url.path") == Some("/users/abc"))
+        .expect("the bad request's span");
+    assert_eq!(warning.record.severity_number, 13);
+    assert_eq!(warning.trace_id_hex(), bad_request.trace_id_hex());
+    assert_eq!(warning.span_id_hex(), bad_request.span_id_hex());
+    assert_eq!(
+        support::attr_str(&warning.resource, "service.name"),
+        Some("through-rotel")
+    );
+
     let exit = service.stop();
     assert!(exit.status.success(), "{exit:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn traces_and_metrics_pass_through_the_collector_over_grpc() {
-    spans_and_metrics_pass_through_rotel("grpc").await;
+async fn traces_metrics_and_logs_pass_through_the_collector_over_grpc() {
+    telemetry_passes_through_rotel("grpc").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn traces_and_metrics_pass_through_the_collector_over_http_protobuf() {
-    spans_and_metrics_pass_through_rotel("http/protobuf").await;
+async fn traces_metrics_and_logs_pass_through_the_collector_over_http_protobuf() {
+    telemetry_passes_through_rotel("http/protobuf").await;
 }

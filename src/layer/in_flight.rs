@@ -48,6 +48,8 @@ pub(crate) struct InFlight {
     /// The server failed: a 5xx response, or an error from the service or the body.
     failed: bool,
     completed: bool,
+    /// The path, kept for the access log when it is on.
+    path: Option<String>,
 }
 
 impl InFlight {
@@ -84,7 +86,6 @@ impl InFlight {
         Self {
             cx: parent.with_span(span),
             facts,
-            shared,
             started,
             started_at,
             request_body_bytes: Arc::default(),
@@ -93,6 +94,8 @@ impl InFlight {
             error_type: None,
             failed: false,
             completed: false,
+            path: shared.access_log.then(|| request.uri().path().to_owned()),
+            shared,
         }
     }
 
@@ -195,6 +198,25 @@ impl Drop for InFlight {
             }
         }
         span.end_with_timestamp(self.started_at + elapsed);
+
+        if let Some(path) = &self.path {
+            let _in_request = self.cx.clone().attach();
+            tracing::event!(
+                target: "otel_monitor::access",
+                tracing::Level::INFO,
+                http.request.method = facts.method,
+                url.path = %path,
+                http.route = facts.route.as_deref(),
+                http.response.status_code = self.status_code,
+                http.server.request.duration = elapsed.as_secs_f64(),
+                error.type = self.error_type.as_deref(),
+                "{} {} {} {:.3} ms",
+                facts.method,
+                path,
+                self.status_code.map_or(Cow::Borrowed("-"), |status| Cow::Owned(status.to_string())),
+                elapsed.as_secs_f64() * 1e3,
+            );
+        }
     }
 }
 

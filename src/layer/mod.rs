@@ -82,6 +82,7 @@ pub(crate) struct Shared {
     pub(crate) request_headers: Box<[(HeaderName, Key)]>,
     pub(crate) response_headers: Box<[(HeaderName, Key)]>,
     pub(crate) inject_trace_context: bool,
+    pub(crate) access_log: bool,
 }
 
 impl MonitorLayer {
@@ -100,6 +101,7 @@ impl MonitorLayer {
     ///     .filter(|path| path != "/health")
     ///     .record_request_headers(["x-request-id"])
     ///     .inject_trace_context(true)
+    ///     .access_log(true)
     ///     .build();
     /// ```
     pub fn builder() -> MonitorLayerBuilder {
@@ -120,6 +122,7 @@ impl fmt::Debug for MonitorLayer {
             .field("request_headers", &self.shared.request_headers)
             .field("response_headers", &self.shared.response_headers)
             .field("inject_trace_context", &self.shared.inject_trace_context)
+            .field("access_log", &self.shared.access_log)
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +146,7 @@ pub struct MonitorLayerBuilder {
     request_headers: Vec<HeaderName>,
     response_headers: Vec<HeaderName>,
     inject_trace_context: bool,
+    access_log: bool,
 }
 
 impl MonitorLayerBuilder {
@@ -210,6 +214,14 @@ impl MonitorLayerBuilder {
         self
     }
 
+    /// Logs one `tracing` event per completed request, at INFO with target
+    /// `otel_monitor::access`: method, path, route, status and duration, inside the request's
+    /// context (so the console line and the log record carry its trace id). Off by default.
+    pub fn access_log(mut self, enabled: bool) -> Self {
+        self.access_log = enabled;
+        self
+    }
+
     /// Builds the layer, taking the global tracer and meter where none was given.
     pub fn build(self) -> MonitorLayer {
         let scope = || {
@@ -233,6 +245,7 @@ impl MonitorLayerBuilder {
                 request_headers: attribute_keys("http.request.header", self.request_headers),
                 response_headers: attribute_keys("http.response.header", self.response_headers),
                 inject_trace_context: self.inject_trace_context,
+                access_log: self.access_log,
             }),
         }
     }
@@ -244,6 +257,7 @@ impl fmt::Debug for MonitorLayerBuilder {
             .field("request_headers", &self.request_headers)
             .field("response_headers", &self.response_headers)
             .field("inject_trace_context", &self.inject_trace_context)
+            .field("access_log", &self.access_log)
             .finish_non_exhaustive()
     }
 }

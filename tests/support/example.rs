@@ -12,8 +12,9 @@ use std::{
 };
 
 /// Environment that makes the pipeline export quickly enough for a test.
-const FAST_EXPORT: [(&str, &str); 3] = [
+const FAST_EXPORT: [(&str, &str); 4] = [
     ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    ("OTEL_BLRP_SCHEDULE_DELAY", "50"),
     ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
     ("RUST_LOG", "info"),
 ];

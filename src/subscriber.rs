@@ -1,0 +1,163 @@
+//! The `tracing` subscriber [`Telemetry`](crate::Telemetry) installs: what `tracing` events and
+//! spans become.
+//!
+//! - a console line per event, `time level target: message fields trace_id=...`, filtered by
+//!   `RUST_LOG` (default `info`);
+//! - each event as an OpenTelemetry log record (opentelemetry-appender-tracing), which the SDK
+//!   ties to the current trace and span;
+//! - each span as an OpenTelemetry span (tracing-opentelemetry), so `#[instrument]`ed functions
+//!   of a handler nest under the request span.
+//!
+//! The exporters' own machinery (HTTP and gRPC clients, the SDK) logs through `tracing` too: its
+//! events and spans go to the console only, never back into the pipeline that exports them.
+
+use std::{fmt, io::IsTerminal};
+
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
+use opentelemetry_sdk::{logs::SdkLoggerProvider, trace::SdkTracerProvider};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    filter::filter_fn,
+    fmt::{
+        FmtContext, FormatEvent, FormatFields,
+        format::Writer,
+        time::{FormatTime, SystemTime},
+    },
+    layer::SubscriberExt,
+    registry::LookupSpan,
+    util::SubscriberInitExt,
+};
+
+use crate::export_failures;
+
+/// Targets (crates and modules) of the export machinery: turning their events and spans into
+/// telemetry would make the pipeline feed on itself. The OTLP clients run partly on the
+/// application's own Tokio threads (tonic's channel is a `tower::buffer` worker), where the SDK's
+/// suppression of its own telemetry does not reach. Transport internals of the application's own
+/// hyper server are left out of the pipeline by the same rule; they still reach the console.
+const EXPORT_MACHINERY: [&str; 13] = [
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry-otlp",
+    "opentelemetry_otlp",
+    "opentelemetry_http",
+    "h2",
+    "hyper",
+    "hyper_util",
+    "tonic",
+    "tower::buffer",
+    "reqwest",
+    "rustls",
+    export_failures::TARGET,
+];
+
+fn is_export_machinery(target: &str) -> bool {
+    EXPORT_MACHINERY.iter().any(|machinery| {
+        target
+            .strip_prefix(machinery)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
+/// Installs the subscriber globally; fails if one is installed already.
+pub(crate) fn install(
+    tracer_provider: Option<&SdkTracerProvider>,
+    logger_provider: Option<&SdkLoggerProvider>,
+) -> Result<(), tracing_subscriber::util::TryInitError> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let console = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stdout().is_terminal())
+        .event_format(ConsoleFormat);
+    let not_export_machinery = || filter_fn(|metadata| !is_export_machinery(metadata.target()));
+    let spans = tracer_provider.map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("tracing"))
+            .with_filter(not_export_machinery())
+    });
+    let logs = logger_provider.map(|provider| {
+        OpenTelemetryTracingBridge::new(provider).with_filter(not_export_machinery())
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(console)
+        .with(spans)
+        .with(logs)
+        .try_init()
+}
+
+/// `2026-11-24T10:00:00.123456Z  WARN checkout: user not found id=7 trace_id=4bf9...`: the
+/// time, the level, the target, the message and fields, and the trace the event happened in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConsoleFormat;
+
+impl<S, N> FormatEvent<S, N> for ConsoleFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        SystemTime.format_time(&mut writer)?;
+        let level = *event.metadata().level();
+        if writer.has_ansi_escapes() {
+            write!(writer, " \x1b[{}m{level:>5}\x1b[0m ", level_color(level))?;
+        } else {
+            write!(writer, " {level:>5} ")?;
+        }
+        write!(writer, "{}: ", event.metadata().target())?;
+        ctx.format_fields(writer.by_ref(), event)?;
+        opentelemetry::Context::map_current(|cx| {
+            let span = cx.span();
+            let span_context = span.span_context();
+            if span_context.is_valid() {
+                write!(writer, " trace_id={}", span_context.trace_id())
+            } else {
+                Ok(())
+            }
+        })?;
+        writeln!(writer)
+    }
+}
+
+/// The ANSI color code of a level, as tracing-subscriber's own formatter colors them.
+fn level_color(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 31,
+        Level::WARN => 33,
+        Level::INFO => 32,
+        Level::DEBUG => 34,
+        Level::TRACE => 35,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_export_machinery;
+
+    #[test]
+    fn export_machinery_is_matched_by_crate_or_module_not_by_name_prefix() {
+        for target in [
+            "h2",
+            "h2::codec",
+            "tower::buffer::worker",
+            "opentelemetry-otlp",
+        ] {
+            assert!(is_export_machinery(target), "{target}");
+        }
+        for target in [
+            "h2o",
+            "tower_http::trace",
+            "tower::timeout",
+            "hyperion",
+            "service",
+        ] {
+            assert!(!is_export_machinery(target), "{target}");
+        }
+    }
+}
