@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Routes: `GET /`, `GET /users/{id}`, `GET /slow?ms=N`, `GET /error`,
-//! `GET /stream?chunks=N&ms=M`, and `GET /health` (not traced).
+//! `GET /stream?chunks=N&ms=M`, `GET /health` (not traced), and with the `prometheus` feature and
+//! `OTEL_METRICS_EXPORTER=prometheus`, `GET /metrics`.
 
 use std::{error::Error, net::SocketAddr, process::ExitCode, time::Duration};
 
@@ -62,6 +63,13 @@ async fn run() -> Result<(), Box<dyn Error>> {
                 .access_log(true)
                 .build(),
         );
+    // With OTEL_METRICS_EXPORTER=prometheus (feature `prometheus`), GET /metrics for Prometheus,
+    // added after the layer so that scrapes are not traced.
+    #[cfg(feature = "prometheus")]
+    let app = match telemetry.prometheus() {
+        Some(scrape) => app.merge(scrape.router()),
+        None => app,
+    };
 
     let address = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&address).await?;

@@ -27,7 +27,7 @@ pub(crate) const OTEL_EXPORTER_OTLP_LOGS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_LO
 /// `OTEL_PROPAGATORS`: the context propagators (`tracecontext`, `baggage`, `none`).
 pub(crate) const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
 
-/// Where a signal is exported.
+/// Where a signal is exported. A signal can go to several; none at all turns it off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Exporter {
@@ -35,20 +35,41 @@ pub enum Exporter {
     Otlp,
     /// Human-readable lines on standard output, for local development.
     Console,
-    /// Not exported: the signal is off.
-    None,
+    /// Metrics only: served for Prometheus to scrape, see
+    /// [`Telemetry::prometheus`](crate::Telemetry::prometheus).
+    #[cfg(feature = "prometheus")]
+    Prometheus,
 }
 
 impl Exporter {
-    const ACCEPTED: &'static str = "otlp, console, none";
+    const ACCEPTED: &'static str = "otlp, console, none (comma-separated)";
+    #[cfg(feature = "prometheus")]
+    const ACCEPTED_FOR_METRICS: &'static str = "otlp, prometheus, console, none (comma-separated)";
+    #[cfg(not(feature = "prometheus"))]
+    const ACCEPTED_FOR_METRICS: &'static str =
+        "otlp, console, none (comma-separated; prometheus needs the `prometheus` feature)";
 
-    fn parse(value: &str) -> Option<Self> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "otlp" => Some(Self::Otlp),
-            "console" => Some(Self::Console),
-            "none" => Some(Self::None),
-            _ => None,
+    /// Parses a comma-separated list as `OTEL_*_EXPORTER` holds it; `none` adds nothing.
+    fn parse_list(value: &str, metrics: bool) -> Option<Vec<Self>> {
+        let mut exporters = Vec::new();
+        for name in value
+            .split(',')
+            .map(|name| name.trim().to_ascii_lowercase())
+        {
+            let exporter = match name.as_str() {
+                "otlp" => Self::Otlp,
+                "console" => Self::Console,
+                #[cfg(feature = "prometheus")]
+                "prometheus" if metrics => Self::Prometheus,
+                "none" => continue,
+                _ => return None,
+            };
+            if !exporters.contains(&exporter) {
+                exporters.push(exporter);
+            }
         }
+        let _ = metrics;
+        Some(exporters)
     }
 }
 
@@ -135,9 +156,9 @@ pub struct ConfigError {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Overrides {
     pub(crate) sdk_disabled: Option<bool>,
-    pub(crate) traces_exporter: Option<Exporter>,
-    pub(crate) metrics_exporter: Option<Exporter>,
-    pub(crate) logs_exporter: Option<Exporter>,
+    pub(crate) traces_exporters: Option<Vec<Exporter>>,
+    pub(crate) metrics_exporters: Option<Vec<Exporter>>,
+    pub(crate) logs_exporters: Option<Vec<Exporter>>,
     pub(crate) protocol: Option<OtlpProtocol>,
     pub(crate) propagators: Option<Vec<Propagator>>,
 }
@@ -153,10 +174,17 @@ pub(crate) struct Settings {
 }
 
 /// How one signal is exported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Signal {
-    pub(crate) exporter: Exporter,
+    /// Empty when the signal is off.
+    pub(crate) exporters: Vec<Exporter>,
     pub(crate) protocol: OtlpProtocol,
+}
+
+impl Signal {
+    pub(crate) fn exports_to(&self, exporter: Exporter) -> bool {
+        self.exporters.contains(&exporter)
+    }
 }
 
 impl Settings {
@@ -178,10 +206,22 @@ impl Settings {
             })?
             .unwrap_or(false),
         };
-        let exporter = |set: Option<Exporter>, variable| match set {
-            Some(exporter) => Ok(exporter),
-            None => Ok(parse(&env, variable, Exporter::ACCEPTED, Exporter::parse)?
-                .unwrap_or(Exporter::Otlp)),
+        // `OTEL_SDK_DISABLED` turns every signal off, whatever else says otherwise.
+        let exporters = |set: &Option<Vec<Exporter>>, variable| -> Result<_, ConfigError> {
+            let metrics = variable == OTEL_METRICS_EXPORTER;
+            let expected = if metrics {
+                Exporter::ACCEPTED_FOR_METRICS
+            } else {
+                Exporter::ACCEPTED
+            };
+            let exporters = match set {
+                Some(exporters) => exporters.clone(),
+                None => parse(&env, variable, expected, |value| {
+                    Exporter::parse_list(value, metrics)
+                })?
+                .unwrap_or_else(|| vec![Exporter::Otlp]),
+            };
+            Ok(if sdk_disabled { Vec::new() } else { exporters })
         };
         let general_protocol = parse(
             &env,
@@ -211,15 +251,15 @@ impl Settings {
         Ok(Self {
             sdk_disabled,
             traces: Signal {
-                exporter: exporter(overrides.traces_exporter, OTEL_TRACES_EXPORTER)?,
+                exporters: exporters(&overrides.traces_exporters, OTEL_TRACES_EXPORTER)?,
                 protocol: protocol(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL)?,
             },
             metrics: Signal {
-                exporter: exporter(overrides.metrics_exporter, OTEL_METRICS_EXPORTER)?,
+                exporters: exporters(&overrides.metrics_exporters, OTEL_METRICS_EXPORTER)?,
                 protocol: protocol(OTEL_EXPORTER_OTLP_METRICS_PROTOCOL)?,
             },
             logs: Signal {
-                exporter: exporter(overrides.logs_exporter, OTEL_LOGS_EXPORTER)?,
+                exporters: exporters(&overrides.logs_exporters, OTEL_LOGS_EXPORTER)?,
                 protocol: protocol(OTEL_EXPORTER_OTLP_LOGS_PROTOCOL)?,
             },
             propagators,
@@ -266,7 +306,7 @@ mod tests {
         let settings = resolve(&[], Overrides::default()).unwrap();
         assert!(!settings.sdk_disabled);
         for signal in [settings.traces, settings.metrics, settings.logs] {
-            assert_eq!(signal.exporter, Exporter::Otlp);
+            assert_eq!(signal.exporters, [Exporter::Otlp]);
             assert_eq!(signal.protocol, OtlpProtocol::HttpProtobuf);
         }
         assert_eq!(
@@ -279,22 +319,36 @@ mod tests {
     fn environment_values_are_read_case_insensitively() {
         let settings = resolve(
             &[
-                (OTEL_SDK_DISABLED, "TRUE"),
                 (OTEL_TRACES_EXPORTER, "console"),
                 (OTEL_METRICS_EXPORTER, " none "),
-                (OTEL_LOGS_EXPORTER, "Console"),
+                (OTEL_LOGS_EXPORTER, "Console, OTLP,console"),
                 (OTEL_EXPORTER_OTLP_PROTOCOL, "grpc"),
                 (OTEL_PROPAGATORS, "baggage"),
             ],
             Overrides::default(),
         )
         .unwrap();
-        assert!(settings.sdk_disabled);
-        assert_eq!(settings.traces.exporter, Exporter::Console);
-        assert_eq!(settings.metrics.exporter, Exporter::None);
-        assert_eq!(settings.logs.exporter, Exporter::Console);
+        assert_eq!(settings.traces.exporters, [Exporter::Console]);
+        assert_eq!(settings.metrics.exporters, []);
+        assert_eq!(settings.logs.exporters, [Exporter::Console, Exporter::Otlp]);
         assert_eq!(settings.traces.protocol, OtlpProtocol::Grpc);
         assert_eq!(settings.propagators, [Propagator::Baggage]);
+    }
+
+    #[test]
+    fn otel_sdk_disabled_turns_every_signal_off() {
+        let settings = resolve(
+            &[
+                (OTEL_SDK_DISABLED, "TRUE"),
+                (OTEL_TRACES_EXPORTER, "console"),
+            ],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert!(settings.sdk_disabled);
+        for signal in [settings.traces, settings.metrics, settings.logs] {
+            assert_eq!(signal.exporters, []);
+        }
     }
 
     #[test]
@@ -322,16 +376,16 @@ mod tests {
             ],
             Overrides {
                 sdk_disabled: Some(false),
-                traces_exporter: Some(Exporter::Otlp),
-                metrics_exporter: None,
-                logs_exporter: None,
+                traces_exporters: Some(vec![Exporter::Otlp]),
+                metrics_exporters: None,
+                logs_exporters: None,
                 protocol: Some(OtlpProtocol::HttpProtobuf),
                 propagators: Some(vec![Propagator::TraceContext]),
             },
         )
         .unwrap();
         assert!(!settings.sdk_disabled);
-        assert_eq!(settings.traces.exporter, Exporter::Otlp);
+        assert_eq!(settings.traces.exporters, [Exporter::Otlp]);
         assert_eq!(settings.traces.protocol, OtlpProtocol::HttpProtobuf);
         assert_eq!(settings.propagators, [Propagator::TraceContext]);
     }
@@ -344,7 +398,7 @@ mod tests {
         )
         .unwrap();
         assert!(settings.propagators.is_empty());
-        assert_eq!(settings.traces.exporter, Exporter::Otlp);
+        assert_eq!(settings.traces.exporters, [Exporter::Otlp]);
     }
 
     #[test]
@@ -352,8 +406,13 @@ mod tests {
         let cases = [
             (OTEL_SDK_DISABLED, "yes", "true, false"),
             (OTEL_TRACES_EXPORTER, "jaeger", Exporter::ACCEPTED),
-            (OTEL_METRICS_EXPORTER, "prometheus", Exporter::ACCEPTED),
-            (OTEL_LOGS_EXPORTER, "file", Exporter::ACCEPTED),
+            (OTEL_TRACES_EXPORTER, "otlp,zipkin", Exporter::ACCEPTED),
+            (
+                OTEL_METRICS_EXPORTER,
+                "statsd",
+                Exporter::ACCEPTED_FOR_METRICS,
+            ),
+            (OTEL_LOGS_EXPORTER, "prometheus", Exporter::ACCEPTED),
             (
                 OTEL_EXPORTER_OTLP_LOGS_PROTOCOL,
                 "http",

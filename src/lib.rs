@@ -36,6 +36,9 @@ mod config;
 mod export_failures;
 mod http_metrics;
 mod layer;
+#[cfg(feature = "prometheus")]
+mod prometheus;
+mod providers;
 mod subscriber;
 mod telemetry;
 
@@ -43,6 +46,8 @@ pub use config::{ConfigError, Exporter, OtlpProtocol, Propagator};
 pub use layer::{
     MonitorLayer, MonitorLayerBuilder, MonitorService, RequestBody, ResponseBody, ResponseFuture,
 };
+#[cfg(feature = "prometheus")]
+pub use prometheus::PrometheusScrape;
 pub use telemetry::{InitError, ShutdownError, Telemetry, TelemetryBuilder};
 
 pub use opentelemetry;

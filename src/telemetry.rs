@@ -8,10 +8,10 @@ use std::{
 };
 
 use opentelemetry::{
-    Key, KeyValue, global,
+    InstrumentationScope, Key, KeyValue, global,
     propagation::{TextMapCompositePropagator, TextMapPropagator},
 };
-use opentelemetry_otlp::{ExporterBuildError, LogExporter, MetricExporter, SpanExporter};
+use opentelemetry_otlp::ExporterBuildError;
 use opentelemetry_sdk::{
     Resource,
     error::OTelSdkError,
@@ -24,9 +24,10 @@ use opentelemetry_semantic_conventions::resource::{
     HOST_NAME, PROCESS_PID, SERVICE_NAME, SERVICE_VERSION,
 };
 
-use crate::config::{ConfigError, Exporter, OtlpProtocol, Overrides, Propagator, Settings, Signal};
-use crate::export_failures::{FailureReport, Reporting};
-use crate::subscriber;
+use crate::{
+    config::{ConfigError, Exporter, OtlpProtocol, Overrides, Propagator, Settings, Signal},
+    providers, subscriber,
+};
 
 /// How long [`Telemetry::shutdown`] waits for the exporters to flush, in all.
 const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -53,6 +54,8 @@ const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
 #[must_use = "dropping Telemetry shuts the pipeline down"]
 pub struct Telemetry {
     tracer_provider: Option<SdkTracerProvider>,
+    #[cfg(feature = "prometheus")]
+    prometheus: Option<crate::PrometheusScrape>,
     meter_provider: Option<SdkMeterProvider>,
     logger_provider: Option<SdkLoggerProvider>,
     shutdown_timeout: Duration,
@@ -78,6 +81,12 @@ impl Telemetry {
     /// The logger provider, when log records are exported.
     pub fn logger_provider(&self) -> Option<&SdkLoggerProvider> {
         self.logger_provider.as_ref()
+    }
+
+    /// The metrics for Prometheus to scrape, when `prometheus` is one of the metrics exporters.
+    #[cfg(feature = "prometheus")]
+    pub fn prometheus(&self) -> Option<&crate::PrometheusScrape> {
+        self.prometheus.as_ref()
     }
 
     /// Flushes and stops every signal, waiting at most the shutdown timeout in all (3 s
@@ -215,21 +224,21 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Where spans go, over `OTEL_TRACES_EXPORTER`.
-    pub fn traces_exporter(mut self, exporter: Exporter) -> Self {
-        self.overrides.traces_exporter = Some(exporter);
+    /// Where spans go, over `OTEL_TRACES_EXPORTER`; no exporter turns traces off.
+    pub fn traces_exporters(mut self, exporters: impl IntoIterator<Item = Exporter>) -> Self {
+        self.overrides.traces_exporters = Some(exporters.into_iter().collect());
         self
     }
 
-    /// Where metrics go, over `OTEL_METRICS_EXPORTER`.
-    pub fn metrics_exporter(mut self, exporter: Exporter) -> Self {
-        self.overrides.metrics_exporter = Some(exporter);
+    /// Where metrics go, over `OTEL_METRICS_EXPORTER`; no exporter turns metrics off.
+    pub fn metrics_exporters(mut self, exporters: impl IntoIterator<Item = Exporter>) -> Self {
+        self.overrides.metrics_exporters = Some(exporters.into_iter().collect());
         self
     }
 
-    /// Where log records go, over `OTEL_LOGS_EXPORTER`.
-    pub fn logs_exporter(mut self, exporter: Exporter) -> Self {
-        self.overrides.logs_exporter = Some(exporter);
+    /// Where log records go, over `OTEL_LOGS_EXPORTER`; no exporter turns logs off.
+    pub fn logs_exporters(mut self, exporters: impl IntoIterator<Item = Exporter>) -> Self {
+        self.overrides.logs_exporters = Some(exporters.into_iter().collect());
         self
     }
 
@@ -270,89 +279,45 @@ impl TelemetryBuilder {
         let settings = Settings::resolve(&self.overrides, |variable| {
             std::env::var_os(variable).map(|value| value.to_string_lossy().into_owned())
         })?;
-        let (traces, metrics, logs) = if settings.sdk_disabled {
-            (Exporter::None, Exporter::None, Exporter::None)
-        } else {
-            (
-                settings.traces.exporter,
-                settings.metrics.exporter,
-                settings.logs.exporter,
-            )
+        let uses_grpc = |signal: &Signal| {
+            signal.exports_to(Exporter::Otlp) && signal.protocol == OtlpProtocol::Grpc
         };
-        for (exporter, signal) in [
-            (traces, settings.traces),
-            (metrics, settings.metrics),
-            (logs, settings.logs),
-        ] {
-            if exporter == Exporter::Otlp
-                && signal.protocol == OtlpProtocol::Grpc
-                && tokio::runtime::Handle::try_current().is_err()
-            {
-                return Err(InitError::GrpcOutsideTokio);
-            }
+        if [&settings.traces, &settings.metrics, &settings.logs]
+            .into_iter()
+            .any(uses_grpc)
+            && tokio::runtime::Handle::try_current().is_err()
+        {
+            return Err(InitError::GrpcOutsideTokio);
         }
 
         let resource = self.resource();
-        // Metrics first: the span processor registers its own diagnostics (dropped spans)
-        // with the global meter provider when it is built.
-        let meter_provider = match metrics {
-            Exporter::None => None,
-            Exporter::Console => Some(
-                SdkMeterProvider::builder()
-                    .with_periodic_exporter(opentelemetry_stdout::MetricExporter::default())
-                    .with_resource(resource.clone())
-                    .build(),
-            ),
-            Exporter::Otlp => Some(
-                SdkMeterProvider::builder()
-                    .with_periodic_exporter(otlp_metric_exporter(settings.metrics)?)
-                    .with_resource(resource.clone())
-                    .build(),
-            ),
-        };
-        if let Some(provider) = &meter_provider {
-            global::set_meter_provider(provider.clone());
+        // Metrics first: the span exporter counts what it loses, and the SDK's span processor
+        // its own drops, with the global meter provider as it is when they are built.
+        let metrics = providers::meter_provider(&settings.metrics, &resource)?;
+        if let Some(metrics) = &metrics {
+            global::set_meter_provider(metrics.provider.clone());
         }
-        let tracer_provider = match traces {
-            Exporter::None => None,
-            Exporter::Console => Some(
-                SdkTracerProvider::builder()
-                    .with_batch_exporter(opentelemetry_stdout::SpanExporter::default())
-                    .with_resource(resource.clone())
-                    .build(),
-            ),
-            Exporter::Otlp => Some(
-                SdkTracerProvider::builder()
-                    .with_batch_exporter(otlp_span_exporter(settings.traces)?)
-                    .with_resource(resource.clone())
-                    .build(),
-            ),
-        };
+        let meter = global::meter_with_scope(
+            InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        );
+        let tracer_provider = providers::tracer_provider(&settings.traces, &resource, &meter)?;
         if let Some(provider) = &tracer_provider {
             global::set_tracer_provider(provider.clone());
         }
-        let logger_provider = match logs {
-            Exporter::None => None,
-            Exporter::Console => Some(
-                SdkLoggerProvider::builder()
-                    .with_batch_exporter(opentelemetry_stdout::LogExporter::default())
-                    .with_resource(resource.clone())
-                    .build(),
-            ),
-            Exporter::Otlp => Some(
-                SdkLoggerProvider::builder()
-                    .with_batch_exporter(otlp_log_exporter(settings.logs)?)
-                    .with_resource(resource.clone())
-                    .build(),
-            ),
-        };
+        let logger_provider = providers::logger_provider(&settings.logs, &resource)?;
         if !settings.sdk_disabled {
             global::set_text_map_propagator(propagator(&settings.propagators));
         }
 
         let telemetry = Telemetry {
             tracer_provider,
-            meter_provider,
+            #[cfg(feature = "prometheus")]
+            prometheus: metrics
+                .as_ref()
+                .and_then(|metrics| metrics.prometheus.clone()),
+            meter_provider: metrics.map(|metrics| metrics.provider),
             logger_provider,
             shutdown_timeout: self.shutdown_timeout,
             shut_down: false,
@@ -366,9 +331,9 @@ impl TelemetryBuilder {
         }
         tracing::info!(
             service.name = %resource.get(&Key::from_static_str(SERVICE_NAME)).map(|name| name.to_string()).unwrap_or_default(),
-            traces = %describe(traces, settings.traces, "TRACES", "v1/traces"),
-            metrics = %describe(metrics, settings.metrics, "METRICS", "v1/metrics"),
-            logs = %describe(logs, settings.logs, "LOGS", "v1/logs"),
+            traces = %providers::describe(&settings.traces, "TRACES", "v1/traces"),
+            metrics = %providers::describe(&settings.metrics, "METRICS", "v1/metrics"),
+            logs = %providers::describe(&settings.logs, "LOGS", "v1/logs"),
             "telemetry pipeline ready",
         );
         Ok(telemetry)
@@ -393,55 +358,6 @@ impl TelemetryBuilder {
     }
 }
 
-/// The OTLP span exporter, counting and reporting the spans it cannot deliver.
-fn otlp_span_exporter(signal: Signal) -> Result<Reporting<SpanExporter>, InitError> {
-    let (exporter, component_type) = match signal.protocol {
-        OtlpProtocol::Grpc => (
-            SpanExporter::builder().with_tonic().build(),
-            "otlp_grpc_span_exporter",
-        ),
-        OtlpProtocol::HttpProtobuf => (
-            SpanExporter::builder().with_http().build(),
-            "otlp_http_span_exporter",
-        ),
-    };
-    let exporter = exporter.map_err(|source| InitError::Exporter {
-        signal: "traces",
-        source,
-    })?;
-    let report = FailureReport::new("traces", otlp_destination(signal, "TRACES", "v1/traces"))
-        .counting_spans(&global::meter(env!("CARGO_PKG_NAME")), component_type);
-    Ok(Reporting::new(exporter, report))
-}
-
-/// The OTLP metric exporter, reporting the exports it cannot deliver.
-fn otlp_metric_exporter(signal: Signal) -> Result<Reporting<MetricExporter>, InitError> {
-    let exporter = match signal.protocol {
-        OtlpProtocol::Grpc => MetricExporter::builder().with_tonic().build(),
-        OtlpProtocol::HttpProtobuf => MetricExporter::builder().with_http().build(),
-    };
-    let exporter = exporter.map_err(|source| InitError::Exporter {
-        signal: "metrics",
-        source,
-    })?;
-    let report = FailureReport::new("metrics", otlp_destination(signal, "METRICS", "v1/metrics"));
-    Ok(Reporting::new(exporter, report))
-}
-
-/// The OTLP log exporter, reporting the log records it cannot deliver.
-fn otlp_log_exporter(signal: Signal) -> Result<Reporting<LogExporter>, InitError> {
-    let exporter = match signal.protocol {
-        OtlpProtocol::Grpc => LogExporter::builder().with_tonic().build(),
-        OtlpProtocol::HttpProtobuf => LogExporter::builder().with_http().build(),
-    };
-    let exporter = exporter.map_err(|source| InitError::Exporter {
-        signal: "logs",
-        source,
-    })?;
-    let report = FailureReport::new("logs", otlp_destination(signal, "LOGS", "v1/logs"));
-    Ok(Reporting::new(exporter, report))
-}
-
 /// The propagators named, in order; none at all propagates nothing.
 fn propagator(propagators: &[Propagator]) -> TextMapCompositePropagator {
     let propagators = propagators
@@ -454,37 +370,6 @@ fn propagator(propagators: &[Propagator]) -> TextMapCompositePropagator {
         })
         .collect();
     TextMapCompositePropagator::new(propagators)
-}
-
-/// Says where a signal goes, for the start-up line.
-fn describe(exporter: Exporter, signal: Signal, name: &str, http_path: &str) -> String {
-    match exporter {
-        Exporter::None => "off".to_owned(),
-        Exporter::Console => "console (stdout)".to_owned(),
-        Exporter::Otlp => format!(
-            "otlp {} {}",
-            signal.protocol,
-            otlp_destination(signal, name, http_path)
-        ),
-    }
-}
-
-/// The endpoint the OTLP exporter sends a signal to, as it resolves it from the environment.
-/// Used only to tell the user; the exporter reads the variables itself.
-fn otlp_destination(signal: Signal, name: &str, http_path: &str) -> String {
-    let configured = |variable: String| std::env::var(variable).ok().filter(|v| !v.is_empty());
-    configured(format!("OTEL_EXPORTER_OTLP_{name}_ENDPOINT"))
-        .or_else(|| {
-            let base = configured("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned())?;
-            Some(match signal.protocol {
-                OtlpProtocol::Grpc => base,
-                OtlpProtocol::HttpProtobuf => format!("{}/{http_path}", base.trim_end_matches('/')),
-            })
-        })
-        .unwrap_or_else(|| match signal.protocol {
-            OtlpProtocol::Grpc => "http://localhost:4317".to_owned(),
-            OtlpProtocol::HttpProtobuf => format!("http://localhost:4318/{http_path}"),
-        })
 }
 
 /// [`TelemetryBuilder::init`] could not build the pipeline.
@@ -509,6 +394,10 @@ pub enum InitError {
          #[tokio::main]) or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"
     )]
     GrpcOutsideTokio,
+    /// The Prometheus exporter could not be built.
+    #[cfg(feature = "prometheus")]
+    #[error("cannot build the Prometheus exporter: {0}")]
+    Prometheus(String),
     /// A global `tracing` subscriber was already installed.
     #[error(
         "a global tracing subscriber is already installed ({0}); call \

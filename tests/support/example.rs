@@ -172,13 +172,13 @@ fn capture(
     });
 }
 
-/// Builds the example once per test process and returns its path.
+/// Builds the example, with every feature, once per test process and returns its path.
 fn binary() -> &'static PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--example", "service"])
+            .args(["build", "--quiet", "--all-features", "--example", "service"])
             .current_dir(&manifest_dir)
             .status()
             .expect("cannot run cargo to build the example");
