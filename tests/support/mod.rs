@@ -6,12 +6,15 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod datadog_intake;
 pub mod example;
 pub mod receiver;
 pub mod rotel;
 pub mod wait;
 
 // The short paths `support::OtlpReceiver` etc.; unused ones warn for the same reason as above.
+#[allow(unused_imports)]
+pub use datadog_intake::{DatadogIntake, DatadogSpan};
 #[allow(unused_imports)]
 pub use example::ExampleService;
 #[allow(unused_imports)]

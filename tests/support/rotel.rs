@@ -44,12 +44,22 @@ impl Rotel {
     /// # Panics
     /// When the binary is missing, rotel exits early, or its ports do not open within 10 s.
     pub fn start_with_args(extra: &[&str]) -> Rotel {
+        Rotel::start_with_env_and_args(&[], extra)
+    }
+
+    /// Like [`Rotel::start_with_args`], with `env` added to rotel's environment: the options of
+    /// exporters named with `--exporters` are only read from `ROTEL_EXPORTER_<NAME>_<PARAM>`.
+    ///
+    /// # Panics
+    /// As [`Rotel::start_with_args`].
+    pub fn start_with_env_and_args(env: &[(&str, &str)], extra: &[&str]) -> Rotel {
         let agent = rotel_agent();
         let (grpc_addr, http_addr) = two_free_addrs();
         let log_path = new_log_path();
         let log = File::create(&log_path).expect("create rotel log file");
         let child = Command::new(&agent)
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .arg("start")
             .args(["--otlp-grpc-endpoint", &grpc_addr.to_string()])
             .args(["--otlp-http-endpoint", &http_addr.to_string()])
