@@ -46,8 +46,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> Result<(), Box<dyn Error>> {
+    // Defaults that OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES can change per deployment.
     let telemetry = Telemetry::builder()
-        .service_version(env!("CARGO_PKG_VERSION"))
+        .default_service_name("otel-monitor-example")
+        .default_service_version(env!("CARGO_PKG_VERSION"))
         .init()?;
 
     let app = Router::new()

@@ -18,6 +18,7 @@ use opentelemetry_sdk::{
     logs::SdkLoggerProvider,
     metrics::SdkMeterProvider,
     propagation::{BaggagePropagator, TraceContextPropagator},
+    resource::{EnvResourceDetector, ResourceDetector},
     trace::SdkTracerProvider,
 };
 use opentelemetry_semantic_conventions::resource::{
@@ -186,6 +187,8 @@ impl Drop for Telemetry {
 pub struct TelemetryBuilder {
     overrides: Overrides,
     resource: Vec<KeyValue>,
+    default_service_name: Option<String>,
+    default_service_version: Option<String>,
     tracing_subscriber: bool,
     shutdown_timeout: Duration,
 }
@@ -195,6 +198,8 @@ impl Default for TelemetryBuilder {
         Self {
             overrides: Overrides::default(),
             resource: Vec::new(),
+            default_service_name: None,
+            default_service_version: None,
             tracing_subscriber: true,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
@@ -207,9 +212,24 @@ impl TelemetryBuilder {
         self.resource_attribute(KeyValue::new(SERVICE_NAME, name.into()))
     }
 
-    /// Sets `service.version`, usually `env!("CARGO_PKG_VERSION")`.
+    /// Sets `service.version`, over `OTEL_RESOURCE_ATTRIBUTES`.
     pub fn service_version(self, version: impl Into<String>) -> Self {
         self.resource_attribute(KeyValue::new(SERVICE_VERSION, version.into()))
+    }
+
+    /// The `service.name` to use when neither `OTEL_SERVICE_NAME` nor
+    /// `OTEL_RESOURCE_ATTRIBUTES` names the service: a name in code that a deployment can still
+    /// change (unified service tagging), where [`service_name`](Self::service_name) cannot.
+    pub fn default_service_name(mut self, name: impl Into<String>) -> Self {
+        self.default_service_name = Some(name.into());
+        self
+    }
+
+    /// The `service.version` to use when `OTEL_RESOURCE_ATTRIBUTES` gives none, usually
+    /// `env!("CARGO_PKG_VERSION")`; a deployment can still set its own.
+    pub fn default_service_version(mut self, version: impl Into<String>) -> Self {
+        self.default_service_version = Some(version.into());
+        self
     }
 
     /// Adds a resource attribute, over the same key in `OTEL_RESOURCE_ATTRIBUTES`.
@@ -344,7 +364,25 @@ impl TelemetryBuilder {
     /// attributes over all of them.
     fn resource(&self) -> Resource {
         let detected = Resource::builder().build();
-        let mut attributes = Vec::with_capacity(2 + self.resource.len());
+        let mut attributes = Vec::with_capacity(4 + self.resource.len());
+        let environment_names_service = std::env::var_os("OTEL_SERVICE_NAME")
+            .is_some_and(|name| !name.is_empty())
+            || EnvResourceDetector::new()
+                .detect()
+                .get(&Key::from_static_str(SERVICE_NAME))
+                .is_some();
+        if let Some(name) = &self.default_service_name
+            && !environment_names_service
+        {
+            attributes.push(KeyValue::new(SERVICE_NAME, name.clone()));
+        }
+        if let Some(version) = &self.default_service_version
+            && detected
+                .get(&Key::from_static_str(SERVICE_VERSION))
+                .is_none()
+        {
+            attributes.push(KeyValue::new(SERVICE_VERSION, version.clone()));
+        }
         if detected.get(&Key::from_static_str(HOST_NAME)).is_none()
             && let Some(host) = sysinfo::System::host_name()
         {

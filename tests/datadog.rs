@@ -146,15 +146,10 @@ async fn traces_reach_datadog_through_rotel_with_unified_service_tags() {
         assert_eq!(span.tracer_env, "staging", "{what}");
         // `AgentPayload.env` is rotel's own `--environment` (default "dev"), not the service's.
         assert_eq!(span.agent_env, "dev", "{what}");
-        // `version` comes from `service.version`. The example sets it in code with
-        // `Telemetry::builder().service_version(env!("CARGO_PKG_VERSION"))`, which wins over
-        // `service.version=1.2.3` in OTEL_RESOURCE_ATTRIBUTES, so the crate's version arrives.
+        // `version` comes from `service.version`: the deployment's `service.version=1.2.3` in
+        // OTEL_RESOURCE_ATTRIBUTES wins over the example's `default_service_version`.
         // Rotel puts it on the spans only: `TracerPayload.appVersion` stays empty.
-        assert_eq!(
-            span.meta("version"),
-            Some(env!("CARGO_PKG_VERSION")),
-            "{what}"
-        );
+        assert_eq!(span.meta("version"), Some("1.2.3"), "{what}");
         assert_eq!(span.tracer_app_version, "", "{what}");
         assert_eq!(span.language_name, "rust", "{what}");
         // Sampling priority 1 (auto keep): the intake keeps the trace.

@@ -101,13 +101,18 @@ async fn grpc_keeps_exporting_for_the_whole_life_of_the_process() {
     ]);
 
     get(&service.url("/users/1"), &[]).await;
-    receiver
+    let spans = receiver
         .wait_for_spans("the first request's span", DEADLINE, |spans| {
             spans
                 .iter()
                 .any(|span| span.attr_str("url.path") == Some("/users/1"))
         })
         .await;
+    assert_eq!(
+        spans[0].resource_str("service.name"),
+        Some("otel-monitor-example"),
+        "the example's default name, as OTEL_SERVICE_NAME is not set"
+    );
 
     // Let the exporters live through many batch and metric intervals (the metric reader
     // exports every 200 ms) before the next request.
