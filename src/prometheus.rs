@@ -26,7 +26,7 @@ use crate::InitError;
 /// let telemetry = Telemetry::builder()
 ///     .metrics_exporters([Exporter::Otlp, Exporter::Prometheus])
 ///     .init()?;
-/// let mut app = axum::Router::new();
+/// let mut app: axum::Router = axum::Router::new();
 /// if let Some(scrape) = telemetry.prometheus() {
 ///     app = app.merge(scrape.router()); // GET /metrics
 /// }
