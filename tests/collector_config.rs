@@ -1,0 +1,1498 @@
+//! The OpenTelemetry Collector configurations shipped with the crate, checked without a collector:
+//! `otel-collector.yaml` alone, and merged with each overlay of `collector/` (every `*.yaml` there,
+//! so that a new overlay is covered as soon as it is added) the way
+//! `otelcol-contrib --config otel-collector.yaml --config collector/x.yaml` merges them: maps merge
+//! key by key, lists and scalars are replaced.
+//!
+//! Checked: what the Collector rejects at startup (a component used but not defined, a component in
+//! a pipeline of a signal it does not support, a connector without both ends, an authenticator or
+//! storage extension that is not enabled, a `sending_queue` on an exporter without one) and this
+//! project's rules (memory_limiter first and batch last, no literal secret, no listener on every
+//! interface by default, only well formed `${env:...}` references, persistent queues where the
+//! exporter has one, each file saying how to run it and which variables it reads).
+//!
+//! Every check also runs against broken configs in the `checker_*` tests at the bottom, so each is
+//! known to be able to fail.
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use serde_yaml_ng::Value;
+
+const TRACES: &str = "traces";
+const METRICS: &str = "metrics";
+const LOGS: &str = "logs";
+const SIGNALS: &[&str] = &[TRACES, METRICS, LOGS];
+
+const BASE_FILE: &str = "otel-collector.yaml";
+const OVERLAY_DIR: &str = "collector";
+
+// ---------------------------------------------------------------------------------------------
+// What each component type supports, as its README's status table says (contrib distribution
+// v0.135). A type missing here fails the signal check: add it with what its README lists.
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Receiver,
+    Processor,
+    Exporter,
+    Extension,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Receiver => "receiver",
+            Kind::Processor => "processor",
+            Kind::Exporter => "exporter",
+            Kind::Extension => "extension",
+        }
+    }
+}
+
+struct ComponentType {
+    kind: Kind,
+    /// The type, then the names it is also accepted under (later Collectors renamed some types
+    /// and kept the old name as a deprecated alias).
+    names: &'static [&'static str],
+    signals: &'static [&'static str],
+    /// Has exporterhelper's `sending_queue` (and so `sending_queue.storage`) in its config.
+    sending_queue: bool,
+}
+
+const fn component(
+    kind: Kind,
+    names: &'static [&'static str],
+    signals: &'static [&'static str],
+    sending_queue: bool,
+) -> ComponentType {
+    ComponentType {
+        kind,
+        names,
+        signals,
+        sending_queue,
+    }
+}
+
+const COMPONENT_TYPES: &[ComponentType] = &[
+    // opentelemetry-collector receiver/otlpreceiver: traces, metrics, logs (stable).
+    component(Kind::Receiver, &["otlp"], SIGNALS, false),
+    // opentelemetry-collector processor/memorylimiterprocessor: traces, metrics, logs (beta).
+    component(Kind::Processor, &["memory_limiter"], SIGNALS, false),
+    // opentelemetry-collector processor/batchprocessor: traces, metrics, logs (beta).
+    component(Kind::Processor, &["batch"], SIGNALS, false),
+    // contrib processor/resourcedetectionprocessor: traces, metrics, logs (beta); renamed
+    // resource_detection later, resourcedetection staying as an alias.
+    component(
+        Kind::Processor,
+        &["resourcedetection", "resource_detection"],
+        SIGNALS,
+        false,
+    ),
+    // opentelemetry-collector exporter/debugexporter: traces, metrics, logs; sending_queue in its
+    // config.schema.yaml.
+    component(Kind::Exporter, &["debug"], SIGNALS, true),
+    // opentelemetry-collector exporter/otlpexporter: traces, metrics, logs (stable); renamed
+    // otlp_grpc later, otlp staying as an alias.
+    component(Kind::Exporter, &["otlp", "otlp_grpc"], SIGNALS, true),
+    // opentelemetry-collector exporter/otlphttpexporter: traces, metrics, logs (stable); renamed
+    // otlp_http later (metadata.yaml: deprecated_type otlphttp).
+    component(Kind::Exporter, &["otlphttp", "otlp_http"], SIGNALS, true),
+    // contrib exporter/datadogexporter: traces, metrics (beta), logs; pkg/datadog/config:
+    // `QueueSettings exporterhelper.QueueBatchConfig mapstructure:"sending_queue"`.
+    component(Kind::Exporter, &["datadog"], SIGNALS, true),
+    // contrib exporter/awsxrayexporter: traces (beta); no sending_queue in its config.
+    component(Kind::Exporter, &["awsxray"], &[TRACES], false),
+    // contrib exporter/awsemfexporter: metrics (beta); no sending_queue in its config.
+    component(Kind::Exporter, &["awsemf"], &[METRICS], false),
+    // contrib exporter/awscloudwatchlogsexporter: logs (beta); sending_queue (exporterhelper).
+    component(Kind::Exporter, &["awscloudwatchlogs"], &[LOGS], true),
+    // contrib exporter/prometheusremotewriteexporter: metrics (beta); README: "doesn't support
+    // sending_queue but provides remote_write_queue".
+    component(
+        Kind::Exporter,
+        &["prometheusremotewrite"],
+        &[METRICS],
+        false,
+    ),
+    // contrib extension/healthcheckextension, extension/storage/filestorage,
+    // extension/basicauthextension: extensions have no signal.
+    component(Kind::Extension, &["health_check"], &[], false),
+    component(Kind::Extension, &["file_storage"], &[], false),
+    component(Kind::Extension, &["basicauth"], &[], false),
+];
+
+struct ConnectorType {
+    names: &'static [&'static str],
+    /// (signal of the pipeline it exports from, signal of the pipeline it receives into).
+    routes: &'static [(&'static str, &'static str)],
+}
+
+const CONNECTOR_TYPES: &[ConnectorType] = &[
+    // contrib connector/datadogconnector: traces -> metrics and traces -> traces (beta).
+    ConnectorType {
+        names: &["datadog"],
+        routes: &[(TRACES, METRICS), (TRACES, TRACES)],
+    },
+];
+
+/// `type` of a `type[/name]` component id.
+fn type_of(id: &str) -> &str {
+    id.split_once('/').map_or(id, |(ty, _)| ty)
+}
+
+fn component_type(kind: Kind, id: &str) -> Option<&'static ComponentType> {
+    let ty = type_of(id);
+    COMPONENT_TYPES
+        .iter()
+        .find(|c| c.kind == kind && c.names.contains(&ty))
+}
+
+fn connector_type(id: &str) -> Option<&'static ConnectorType> {
+    let ty = type_of(id);
+    CONNECTOR_TYPES.iter().find(|c| c.names.contains(&ty))
+}
+
+/// The Collector's id syntax: a type of letters, digits and `_` starting with a letter, then
+/// optionally `/` and a non-empty name without spaces or `/`.
+fn is_valid_id(id: &str) -> bool {
+    let (ty, name) = match id.split_once('/') {
+        Some((ty, name)) => (ty, Some(name)),
+        None => (id, None),
+    };
+    let type_ok = ty.len() <= 63
+        && ty.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && ty.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let name_ok = name.is_none_or(|name| {
+        !name.is_empty() && !name.contains('/') && !name.chars().any(char::is_whitespace)
+    });
+    type_ok && name_ok
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading and merging the files.
+// ---------------------------------------------------------------------------------------------
+
+struct CollectorFile {
+    /// Path relative to the crate root, as written in the `--config` flag.
+    name: String,
+    text: String,
+    value: Value,
+}
+
+impl CollectorFile {
+    fn is_base(&self) -> bool {
+        self.name == BASE_FILE
+    }
+}
+
+fn crate_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `collector/*.yaml` (and `*.yml`), sorted.
+fn overlay_paths() -> Vec<PathBuf> {
+    let dir = crate_root().join(OVERLAY_DIR);
+    let mut paths: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|path| {
+            path.is_file()
+                && path
+                    .extension()
+                    .is_some_and(|ext| ext == "yaml" || ext == "yml")
+        })
+        .collect();
+    paths.sort();
+    paths
+}
+
+fn parse(text: &str) -> Result<Value, String> {
+    let value: Value = serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?;
+    if value.is_mapping() {
+        Ok(value)
+    } else {
+        Err("the top level is not a mapping".to_owned())
+    }
+}
+
+fn load(path: &Path) -> CollectorFile {
+    let name = path
+        .strip_prefix(crate_root())
+        .unwrap_or(path)
+        .to_string_lossy()
+        .replace('\\', "/");
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {name}: {e}"));
+    let value = parse(&text).unwrap_or_else(|e| panic!("{name} is not valid YAML: {e}"));
+    CollectorFile { name, text, value }
+}
+
+/// The base file, then every overlay.
+fn collector_files() -> Vec<CollectorFile> {
+    let mut files = vec![load(&crate_root().join(BASE_FILE))];
+    files.extend(overlay_paths().iter().map(|path| load(path)));
+    files
+}
+
+/// The Collector's merge of a later `--config` into an earlier one: maps are merged key by key,
+/// anything else (lists included) is replaced.
+fn merge(base: &Value, overlay: &Value) -> Value {
+    match (base, overlay) {
+        (Value::Mapping(base), Value::Mapping(overlay)) => {
+            let mut merged = base.clone();
+            for (key, value) in overlay {
+                let value = match base.get(key) {
+                    Some(earlier) => merge(earlier, value),
+                    None => value.clone(),
+                };
+                merged.insert(key.clone(), value);
+            }
+            Value::Mapping(merged)
+        }
+        _ => overlay.clone(),
+    }
+}
+
+/// What the Collector runs: the base alone, and the base merged with each overlay.
+fn configurations(files: &[CollectorFile]) -> Vec<(String, Value)> {
+    let base = files.iter().find(|f| f.is_base()).expect("the base file");
+    let mut configurations = vec![(base.name.clone(), base.value.clone())];
+    for overlay in files.iter().filter(|f| !f.is_base()) {
+        configurations.push((
+            format!("{} + {}", base.name, overlay.name),
+            merge(&base.value, &overlay.value),
+        ));
+    }
+    configurations
+}
+
+/// Runs `check` on every configuration the Collector can be started with and fails with every
+/// problem found.
+fn assert_every_configuration(check: fn(&Value) -> Vec<String>) {
+    let files = collector_files();
+    let problems: Vec<String> = configurations(&files)
+        .iter()
+        .flat_map(|(label, config)| {
+            check(config)
+                .into_iter()
+                .map(move |p| format!("{label}: {p}"))
+        })
+        .collect();
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+/// Runs `check` on every file as written.
+fn assert_every_file(check: fn(&CollectorFile) -> Vec<String>) {
+    let problems: Vec<String> = collector_files()
+        .iter()
+        .flat_map(|file| {
+            check(file)
+                .into_iter()
+                .map(|p| format!("{}: {p}", file.name))
+        })
+        .collect();
+    assert!(problems.is_empty(), "\n{}", problems.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading a parsed config.
+// ---------------------------------------------------------------------------------------------
+
+fn get<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter()
+        .try_fold(value, |value, key| value.as_mapping()?.get(*key))
+}
+
+fn key_string(key: &Value) -> String {
+    match key {
+        Value::String(s) => s.clone(),
+        other => serde_yaml_ng::to_string(other)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default(),
+    }
+}
+
+/// The entries of a mapping (nothing for anything else).
+fn entries(value: Option<&Value>) -> Vec<(String, &Value)> {
+    value
+        .and_then(Value::as_mapping)
+        .map(|m| m.iter().map(|(k, v)| (key_string(k), v)).collect())
+        .unwrap_or_default()
+}
+
+/// The strings of a list (nothing for anything else).
+fn strings(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_sequence)
+        .map(|s| {
+            s.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_defined(config: &Value, section: &str, id: &str) -> bool {
+    get(config, &[section])
+        .and_then(Value::as_mapping)
+        .is_some_and(|m| m.contains_key(id))
+}
+
+/// Visits every node below `value` with its path of keys (list items by index).
+fn walk(value: &Value, path: &mut Vec<String>, visit: &mut dyn FnMut(&[String], &Value)) {
+    visit(path, value);
+    match value {
+        Value::Mapping(m) => {
+            for (k, v) in m {
+                path.push(key_string(k));
+                walk(v, path, visit);
+                path.pop();
+            }
+        }
+        Value::Sequence(s) => {
+            for (i, v) in s.iter().enumerate() {
+                path.push(i.to_string());
+                walk(v, path, visit);
+                path.pop();
+            }
+        }
+        Value::Tagged(tagged) => walk(&tagged.value, path, visit),
+        _ => {}
+    }
+}
+
+fn dotted(prefix: &[&str], path: &[String]) -> String {
+    prefix
+        .iter()
+        .copied()
+        .chain(path.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+struct Pipeline {
+    id: String,
+    signal: String,
+    receivers: Vec<String>,
+    processors: Vec<String>,
+    exporters: Vec<String>,
+}
+
+fn pipelines(config: &Value) -> Vec<Pipeline> {
+    entries(get(config, &["service", "pipelines"]))
+        .into_iter()
+        .map(|(id, pipeline)| Pipeline {
+            signal: type_of(&id).to_owned(),
+            receivers: strings(pipeline.get("receivers")),
+            processors: strings(pipeline.get("processors")),
+            exporters: strings(pipeline.get("exporters")),
+            id,
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// `${env:NAME}` and `${env:NAME:-default}` references (confmap's env provider; the name must match
+// ^[a-zA-Z_][a-zA-Z0-9_]*$, and the Collector refuses a `$` inside a reference).
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, PartialEq, Eq)]
+struct EnvRef {
+    name: String,
+    default: Option<String>,
+    /// Byte range of `${...}` in the string.
+    start: usize,
+    end: usize,
+}
+
+fn is_valid_env_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The references in `s`, or why one is malformed. `$$` is the Collector's escape for a literal
+/// `$`; a `$` followed by anything but `{`, `$` or a name (a regex's end anchor) is literal.
+fn env_references(s: &str) -> Result<Vec<EnvRef>, String> {
+    let bytes = s.as_bytes();
+    let mut refs = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        match bytes.get(i + 1) {
+            Some(b'$') => i += 2,
+            Some(b'{') => {
+                let Some(close) = s[i + 2..].find('}') else {
+                    return Err(format!("`{}` is never closed", &s[i..]));
+                };
+                let end = i + 2 + close + 1;
+                let reference = &s[i..end];
+                let Some(inner) = s[i + 2..end - 1].strip_prefix("env:") else {
+                    return Err(format!("`{reference}` is not an `${{env:NAME}}` reference"));
+                };
+                let (name, default) = match inner.split_once(":-") {
+                    Some((name, default)) => (name, Some(default)),
+                    None => (inner, None),
+                };
+                if !is_valid_env_name(name) {
+                    return Err(format!(
+                        "`{reference}`: `{name}` is not a variable name ([a-zA-Z_][a-zA-Z0-9_]*)"
+                    ));
+                }
+                if default.is_some_and(|d| d.contains('$') || d.contains('{')) {
+                    return Err(format!(
+                        "`{reference}`: a default cannot hold `$` or `{{` (no nested references)"
+                    ));
+                }
+                refs.push(EnvRef {
+                    name: name.to_owned(),
+                    default: default.map(str::to_owned),
+                    start: i,
+                    end,
+                });
+                i = end;
+            }
+            Some(&c) if c.is_ascii_alphabetic() || c == b'_' => {
+                return Err(format!(
+                    "`{}`: a bare `$NAME` is not expanded by the Collector, write `${{env:NAME}}`",
+                    &s[i..]
+                ));
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(refs)
+}
+
+/// `s` with every reference replaced by its default, or the name of the first one without.
+fn with_defaults(s: &str) -> Result<String, String> {
+    let refs = env_references(s)?;
+    let mut resolved = String::new();
+    let mut last = 0;
+    for reference in refs {
+        let Some(default) = reference.default else {
+            return Err(format!(
+                "`{}` has no default",
+                &s[reference.start..reference.end]
+            ));
+        };
+        resolved.push_str(&s[last..reference.start]);
+        resolved.push_str(&default);
+        last = reference.end;
+    }
+    resolved.push_str(&s[last..]);
+    Ok(resolved)
+}
+
+/// `s` without its references (and unchanged when one is malformed).
+fn without_references(s: &str) -> String {
+    let Ok(refs) = env_references(s) else {
+        return s.to_owned();
+    };
+    let mut rest = String::new();
+    let mut last = 0;
+    for reference in refs {
+        rest.push_str(&s[last..reference.start]);
+        rest.push(' ');
+        last = reference.end;
+    }
+    rest.push_str(&s[last..]);
+    rest
+}
+
+/// Every variable a config reads.
+fn env_names(value: &Value) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    walk(value, &mut Vec::new(), &mut |_, node| {
+        if let Some(s) = node.as_str() {
+            names.extend(
+                env_references(s)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|r| r.name),
+            );
+        }
+    });
+    names
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checks. Each returns the problems it finds; an empty list is a pass.
+// ---------------------------------------------------------------------------------------------
+
+/// Every id is well formed, every component a pipeline or `service.extensions` names is defined in
+/// its section (connectors under `connectors`), every pipeline has receivers and exporters, and
+/// every connector is both an exporter and a receiver.
+fn undefined_components(config: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for section in [
+        "receivers",
+        "processors",
+        "exporters",
+        "connectors",
+        "extensions",
+    ] {
+        for (id, _) in entries(get(config, &[section])) {
+            if !is_valid_id(&id) {
+                problems.push(format!("{section}.{id}: not a component id (type[/name])"));
+            }
+        }
+    }
+    if entries(get(config, &["service", "pipelines"])).is_empty() {
+        problems.push("service.pipelines: no pipeline".to_owned());
+    }
+    let pipelines = pipelines(config);
+    for (id, pipeline) in entries(get(config, &["service", "pipelines"])) {
+        for list in ["receivers", "processors", "exporters"] {
+            match pipeline.get(list) {
+                None => {}
+                Some(Value::Sequence(items)) if items.iter().all(Value::is_string) => {}
+                Some(_) => problems.push(format!(
+                    "service.pipelines.{id}.{list}: not a list of component ids"
+                )),
+            }
+        }
+    }
+    for pipeline in &pipelines {
+        let at = format!("service.pipelines.{}", pipeline.id);
+        if !is_valid_id(&pipeline.id) || !SIGNALS.contains(&pipeline.signal.as_str()) {
+            problems.push(format!(
+                "{at}: a pipeline id is a signal ({}) with an optional /name",
+                SIGNALS.join(", ")
+            ));
+        }
+        if pipeline.receivers.is_empty() {
+            problems.push(format!("{at}: no receiver"));
+        }
+        if pipeline.exporters.is_empty() {
+            problems.push(format!("{at}: no exporter"));
+        }
+        let lists: [(&str, &Vec<String>, &[&str]); 3] = [
+            (
+                "receivers",
+                &pipeline.receivers,
+                &["receivers", "connectors"],
+            ),
+            ("processors", &pipeline.processors, &["processors"]),
+            (
+                "exporters",
+                &pipeline.exporters,
+                &["exporters", "connectors"],
+            ),
+        ];
+        for (list, ids, sections) in lists {
+            let mut seen = BTreeSet::new();
+            for id in ids {
+                if !seen.insert(id) {
+                    problems.push(format!("{at}.{list}: `{id}` is listed twice"));
+                }
+                if !sections
+                    .iter()
+                    .any(|section| is_defined(config, section, id))
+                {
+                    problems.push(format!(
+                        "{at}.{list}: `{id}` is not defined under {}",
+                        sections.join(" or ")
+                    ));
+                }
+            }
+        }
+    }
+    for id in strings(get(config, &["service", "extensions"])) {
+        if !is_defined(config, "extensions", &id) {
+            problems.push(format!(
+                "service.extensions: `{id}` is not defined under extensions"
+            ));
+        }
+    }
+    for (id, _) in entries(get(config, &["connectors"])) {
+        let exported_to = pipelines.iter().any(|p| p.exporters.contains(&id));
+        let received_from = pipelines.iter().any(|p| p.receivers.contains(&id));
+        if exported_to && !received_from {
+            problems.push(format!(
+                "connectors.{id}: exported to but no pipeline receives from it"
+            ));
+        }
+        if received_from && !exported_to {
+            problems.push(format!(
+                "connectors.{id}: received from but no pipeline exports to it"
+            ));
+        }
+    }
+    problems
+}
+
+/// Every component of a pipeline supports the pipeline's signal, every connector joins signals it
+/// supports, and every type used (extensions included) is in the table above.
+fn unsupported_signals(config: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let pipelines = pipelines(config);
+    for pipeline in &pipelines {
+        let lists = [
+            (Kind::Receiver, &pipeline.receivers),
+            (Kind::Processor, &pipeline.processors),
+            (Kind::Exporter, &pipeline.exporters),
+        ];
+        for (kind, ids) in lists {
+            for id in ids {
+                if kind != Kind::Processor && is_defined(config, "connectors", id) {
+                    continue;
+                }
+                match component_type(kind, id) {
+                    None => problems.push(format!(
+                        "service.pipelines.{}: {} type `{}` is not in this test's table of \
+                         component types: add it with the signals its README lists",
+                        pipeline.id,
+                        kind.name(),
+                        type_of(id)
+                    )),
+                    Some(ty) if !ty.signals.contains(&pipeline.signal.as_str()) => {
+                        problems.push(format!(
+                            "service.pipelines.{}: {} `{id}` does not support {} (only {})",
+                            pipeline.id,
+                            kind.name(),
+                            pipeline.signal,
+                            ty.signals.join(", ")
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    for (id, _) in entries(get(config, &["connectors"])) {
+        let Some(connector) = connector_type(&id) else {
+            problems.push(format!(
+                "connectors.{id}: connector type `{}` is not in this test's table",
+                type_of(&id)
+            ));
+            continue;
+        };
+        let from: BTreeSet<&str> = pipelines
+            .iter()
+            .filter(|p| p.exporters.contains(&id))
+            .map(|p| p.signal.as_str())
+            .collect();
+        let into: BTreeSet<&str> = pipelines
+            .iter()
+            .filter(|p| p.receivers.contains(&id))
+            .map(|p| p.signal.as_str())
+            .collect();
+        let routes = |f: &str, t: &str| connector.routes.iter().any(|&(a, b)| a == f && b == t);
+        for f in &from {
+            if !into.is_empty() && !into.iter().any(|t| routes(f, t)) {
+                problems.push(format!(
+                    "connectors.{id}: exported to from {f}, but it cannot feed any of the \
+                     pipelines receiving from it ({})",
+                    into.iter().copied().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+        for t in &into {
+            if !from.is_empty() && !from.iter().any(|f| routes(f, t)) {
+                problems.push(format!(
+                    "connectors.{id}: received from in {t}, but it cannot produce {t} from what \
+                     it is exported ({})",
+                    from.iter().copied().collect::<Vec<_>>().join(", ")
+                ));
+            }
+        }
+    }
+    for id in strings(get(config, &["service", "extensions"])) {
+        if component_type(Kind::Extension, &id).is_none() {
+            problems.push(format!(
+                "service.extensions: extension type `{}` is not in this test's table",
+                type_of(&id)
+            ));
+        }
+    }
+    problems
+}
+
+/// memory_limiter is the first processor of every pipeline (it refuses data before anything else
+/// holds it) and batch the last.
+fn misplaced_processors(config: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for pipeline in pipelines(config) {
+        let at = format!("service.pipelines.{}.processors", pipeline.id);
+        match pipeline.processors.first() {
+            Some(first) if type_of(first) == "memory_limiter" => {}
+            Some(first) => {
+                problems.push(format!("{at}: starts with `{first}`, not memory_limiter"))
+            }
+            None => problems.push(format!("{at}: none, so no memory_limiter")),
+        }
+        match pipeline.processors.last() {
+            Some(last) if type_of(last) == "batch" => {}
+            Some(last) => problems.push(format!("{at}: ends with `{last}`, not batch")),
+            None => problems.push(format!("{at}: none, so no batch")),
+        }
+    }
+    problems
+}
+
+/// Every extension a component relies on (`auth.authenticator`, `sending_queue.storage`, any
+/// `authenticator` or `storage` key) is defined and listed in `service.extensions`.
+fn extensions_not_enabled(config: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let enabled = strings(get(config, &["service", "extensions"]));
+    for section in [
+        "receivers",
+        "processors",
+        "exporters",
+        "connectors",
+        "extensions",
+    ] {
+        for (id, settings) in entries(get(config, &[section])) {
+            walk(settings, &mut Vec::new(), &mut |path, value| {
+                let Some(key) = path.last() else { return };
+                let Some(extension) = value.as_str() else {
+                    return;
+                };
+                if key != "authenticator" && key != "storage" {
+                    return;
+                }
+                let at = dotted(&[section, &id], path);
+                if !is_defined(config, "extensions", extension) {
+                    problems.push(format!(
+                        "{at}: extension `{extension}` is not defined under extensions"
+                    ));
+                } else if !enabled.iter().any(|e| e == extension) {
+                    problems.push(format!(
+                        "{at}: extension `{extension}` is not listed in service.extensions"
+                    ));
+                }
+            });
+        }
+    }
+    problems
+}
+
+const SECRET_KEY_WORDS: &[&str] = &[
+    "key",
+    "password",
+    "passwd",
+    "token",
+    "secret",
+    "credential",
+    "authorization",
+];
+
+/// A key that holds a credential (`api.key`, `password`, `DD-API-KEY`, `Authorization`, ...),
+/// not a path to one (`key_file`, `password_file`).
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEY_WORDS.iter().any(|word| key.contains(word))
+        && !key.ends_with("_file")
+        && !key.ends_with("_path")
+}
+
+/// Why a word of a line looks like a credential, if it does.
+fn credential_like(line: &str) -> Option<&'static str> {
+    // user:password@ in a URL.
+    for (i, _) in line.match_indices("://") {
+        let authority = line[i + 3..]
+            .split(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace())
+            .next()
+            .unwrap_or_default();
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && userinfo
+                .split_once(':')
+                .is_some_and(|(_, pw)| !pw.is_empty())
+        {
+            return Some("a password in a URL");
+        }
+    }
+    let words = line
+        .split(|c: char| !(c.is_ascii_alphanumeric() || "_-+/=".contains(c)))
+        .filter(|w| !w.is_empty());
+    for word in words {
+        let alnum_runs = word
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .filter(|w| !w.is_empty());
+        for run in alnum_runs {
+            if run.len() == 20
+                && (run.starts_with("AKIA") || run.starts_with("ASIA"))
+                && run
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            {
+                return Some("an AWS access key id");
+            }
+            if run.len() >= 32
+                && run.chars().all(|c| c.is_ascii_hexdigit())
+                && run.chars().any(|c| c.is_ascii_digit())
+            {
+                return Some("a long hexadecimal key (a Datadog API key is 32)");
+            }
+        }
+        let known_prefixes = ["glc_", "ghp_", "github_pat_", "xoxb-", "xoxp-", "eyJ"];
+        if word.len() >= 20 && known_prefixes.iter().any(|p| word.starts_with(p)) {
+            return Some("a token with a well-known prefix");
+        }
+        if word.len() >= 40
+            && word.chars().any(|c| c.is_ascii_lowercase())
+            && word.chars().any(|c| c.is_ascii_uppercase())
+            && word.chars().any(|c| c.is_ascii_digit())
+        {
+            return Some("a long random-looking token");
+        }
+    }
+    for scheme in ["Basic ", "Bearer "] {
+        if let Some((_, rest)) = line.split_once(scheme)
+            && rest
+                .split_whitespace()
+                .next()
+                .is_some_and(|token| token.len() >= 16)
+        {
+            return Some("an Authorization header value");
+        }
+    }
+    None
+}
+
+/// No credential is written in a file: every value under a secret-looking key is a single
+/// `${env:NAME}` (without a default, which would be a literal), and no line, comments included,
+/// holds something that looks like a credential.
+fn literal_secrets(text: &str, value: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    walk(value, &mut Vec::new(), &mut |path, node| {
+        let Some(key) = path.last() else { return };
+        if !is_secret_key(key) {
+            return;
+        }
+        let at = dotted(&[], path);
+        match node {
+            Value::String(s) => match env_references(s).as_deref() {
+                Ok([only]) if only.start == 0 && only.end == s.len() => {
+                    if only.default.is_some() {
+                        problems.push(format!(
+                            "{at}: the default of `{s}` would be a literal secret"
+                        ));
+                    }
+                }
+                _ => problems.push(format!("{at}: a literal value, use `${{env:NAME}}` alone")),
+            },
+            Value::Null => problems.push(format!("{at}: empty, use `${{env:NAME}}`")),
+            Value::Bool(_) | Value::Number(_) => {
+                problems.push(format!("{at}: a literal value, use `${{env:NAME}}`"));
+            }
+            Value::Sequence(_) | Value::Mapping(_) | Value::Tagged(_) => {}
+        }
+    });
+    for (number, line) in text.lines().enumerate() {
+        if let Some(why) = credential_like(&without_references(line)) {
+            problems.push(format!("line {}: looks like {why}", number + 1));
+        }
+    }
+    problems
+}
+
+/// Whether a listen address binds every interface: 0.0.0.0, ::, [::] or no host at all (`:4317`).
+fn binds_every_interface(address: &str) -> bool {
+    let address = address
+        .split_once("://")
+        .map_or(address, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let host = match address.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(host, _)| host),
+        None => address.rsplit_once(':').map_or(address, |(host, _)| host),
+    };
+    host.is_empty() || host.chars().all(|c| c == '0' || c == '.' || c == ':')
+}
+
+/// Receivers and extensions (the components that listen) do not bind every interface unless told
+/// to: a literal endpoint, or the default of its `${env:X:-default}`, names a host, and an endpoint
+/// from the environment has a default.
+fn wildcard_listeners(config: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for section in ["receivers", "extensions"] {
+        for (id, settings) in entries(get(config, &[section])) {
+            walk(settings, &mut Vec::new(), &mut |path, value| {
+                if path.last().is_none_or(|key| key != "endpoint") {
+                    return;
+                }
+                let Some(endpoint) = value.as_str() else {
+                    return;
+                };
+                let at = dotted(&[section, &id], path);
+                match with_defaults(endpoint) {
+                    Err(why) => problems.push(format!(
+                        "{at}: {why}: where it listens is left to the environment"
+                    )),
+                    Ok(address) if binds_every_interface(&address) => problems.push(format!(
+                        "{at}: listens on `{address}`, every interface, by default"
+                    )),
+                    Ok(_) => {}
+                }
+            });
+        }
+    }
+    problems
+}
+
+/// Every `${...}` in a value is a well formed `${env:NAME}` or `${env:NAME:-default}`, and no
+/// value holds a bare `$NAME`.
+fn malformed_env_references(config: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    walk(config, &mut Vec::new(), &mut |path, node| {
+        if let Some(s) = node.as_str()
+            && let Err(why) = env_references(s)
+        {
+            problems.push(format!("{}: {why}", dotted(&[], path)));
+        }
+    });
+    problems
+}
+
+/// An exporter has `sending_queue` only when its type supports it (the Collector refuses unknown
+/// keys), and in an overlay every exporter that supports it queues on disk
+/// (`sending_queue.storage`) so that what waits for the backend survives a restart.
+fn queue_problems(file: &Value, overlay: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (id, settings) in entries(get(file, &["exporters"])) {
+        let Some(ty) = component_type(Kind::Exporter, &id) else {
+            problems.push(format!(
+                "exporters.{id}: exporter type `{}` is not in this test's table",
+                type_of(&id)
+            ));
+            continue;
+        };
+        let queue = settings.get("sending_queue");
+        if !ty.sending_queue {
+            if queue.is_some() {
+                problems.push(format!(
+                    "exporters.{id}: `{}` has no sending_queue option",
+                    type_of(&id)
+                ));
+            }
+            continue;
+        }
+        if overlay
+            && queue
+                .and_then(|q| q.get("storage"))
+                .and_then(Value::as_str)
+                .is_none()
+        {
+            problems.push(format!(
+                "exporters.{id}: no sending_queue.storage, so its queue is lost on restart"
+            ));
+        }
+    }
+    problems
+}
+
+/// The comment block a file starts with.
+fn header(text: &str) -> String {
+    text.lines()
+        .take_while(|line| line.trim().is_empty() || line.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A file's opening comment gives the command that runs it and names every variable it reads.
+fn documentation_problems(name: &str, text: &str, value: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let header = header(text);
+    let command = if name == BASE_FILE {
+        format!("otelcol-contrib --config {BASE_FILE}")
+    } else {
+        format!("otelcol-contrib --config {BASE_FILE} --config {name}")
+    };
+    if !header.contains(&command) {
+        problems.push(format!("the opening comment does not give `{command}`"));
+    }
+    for variable in env_names(value) {
+        if !header.contains(&variable) {
+            problems.push(format!("the opening comment does not list {variable}"));
+        }
+    }
+    problems
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shipped files.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn every_collector_file_parses_and_overlays_are_found() {
+    // Parsing (in collector_files) also rejects duplicate keys, as the Collector does.
+    let files = collector_files();
+    let overlays: Vec<&str> = files
+        .iter()
+        .filter(|f| !f.is_base())
+        .map(|f| f.name.as_str())
+        .collect();
+    assert!(!overlays.is_empty(), "no overlay found in {OVERLAY_DIR}/");
+    assert!(
+        overlays.iter().all(|name| name.starts_with("collector/")),
+        "{overlays:?}"
+    );
+}
+
+#[test]
+fn every_pipeline_component_is_defined() {
+    assert_every_configuration(undefined_components);
+}
+
+#[test]
+fn every_pipeline_component_supports_its_signal() {
+    assert_every_configuration(unsupported_signals);
+}
+
+#[test]
+fn memory_limiter_is_first_and_batch_last_in_every_pipeline() {
+    assert_every_configuration(misplaced_processors);
+}
+
+#[test]
+fn every_extension_a_component_relies_on_is_enabled() {
+    assert_every_configuration(extensions_not_enabled);
+}
+
+#[test]
+fn receivers_do_not_listen_on_every_interface_by_default() {
+    assert_every_configuration(wildcard_listeners);
+}
+
+#[test]
+fn every_env_reference_is_well_formed() {
+    assert_every_file(|file| malformed_env_references(&file.value));
+}
+
+#[test]
+fn no_secret_is_written_in_a_collector_file() {
+    assert_every_file(|file| literal_secrets(&file.text, &file.value));
+}
+
+#[test]
+fn overlay_exporters_queue_on_disk_where_they_can() {
+    assert_every_file(|file| queue_problems(&file.value, !file.is_base()));
+}
+
+#[test]
+fn every_file_gives_its_command_and_variables() {
+    assert_every_file(|file| documentation_problems(&file.name, &file.text, &file.value));
+}
+
+#[test]
+fn the_base_runs_alone_with_a_debug_exporter_for_each_signal() {
+    let base = load(&crate_root().join(BASE_FILE));
+    for signal in SIGNALS {
+        let pipeline = pipelines(&base.value)
+            .into_iter()
+            .find(|p| p.id == *signal)
+            .unwrap_or_else(|| panic!("no {signal} pipeline in {BASE_FILE}"));
+        assert_eq!(pipeline.exporters, ["debug"], "{signal}");
+        assert_eq!(pipeline.receivers, ["otlp"], "{signal}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checker itself: each check fails on a broken config.
+// ---------------------------------------------------------------------------------------------
+
+/// A small config every check passes.
+const MINIMAL: &str = r"
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: ${env:OTLP_GRPC_ENDPOINT:-localhost:4317}
+processors:
+  memory_limiter:
+    check_interval: 1s
+    limit_percentage: 80
+  batch: {}
+exporters:
+  debug:
+    verbosity: basic
+extensions:
+  file_storage:
+    directory: ${env:OTELCOL_STORAGE_DIR:-/var/lib/otelcol/file_storage}
+service:
+  extensions: [file_storage]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [memory_limiter, batch]
+      exporters: [debug]
+";
+
+fn yaml(text: &str) -> Value {
+    parse(text).unwrap_or_else(|e| panic!("test YAML: {e}\n{text}"))
+}
+
+/// MINIMAL with `overlay` merged in, the Collector's way.
+fn minimal_with(overlay: &str) -> Value {
+    merge(&yaml(MINIMAL), &yaml(overlay))
+}
+
+/// `check` passes MINIMAL and reports, on `broken`, a problem containing `expected`.
+fn assert_reports(check: fn(&Value) -> Vec<String>, broken: &Value, expected: &str) {
+    assert_eq!(check(&yaml(MINIMAL)), Vec::<String>::new(), "MINIMAL");
+    let problems = check(broken);
+    assert!(
+        problems.iter().any(|p| p.contains(expected)),
+        "expected a problem containing {expected:?}, got {problems:?}"
+    );
+}
+
+#[test]
+fn checker_merge_merges_maps_and_replaces_lists() {
+    let merged = minimal_with(
+        r"
+processors:
+  batch:
+    timeout: 1s
+service:
+  pipelines:
+    traces:
+      exporters: [otlp/elsewhere]
+",
+    );
+    assert_eq!(
+        get(
+            &merged,
+            &["processors", "memory_limiter", "limit_percentage"]
+        ),
+        Some(&Value::from(80))
+    );
+    assert_eq!(
+        get(&merged, &["processors", "batch", "timeout"]).and_then(Value::as_str),
+        Some("1s")
+    );
+    let traces = &pipelines(&merged)[0];
+    assert_eq!(traces.exporters, ["otlp/elsewhere"]);
+    assert_eq!(traces.processors, ["memory_limiter", "batch"]);
+}
+
+#[test]
+fn checker_reports_an_undefined_exporter() {
+    let broken = minimal_with("service: {pipelines: {traces: {exporters: [otlp/missing]}}}");
+    assert_reports(
+        undefined_components,
+        &broken,
+        "`otlp/missing` is not defined",
+    );
+}
+
+#[test]
+fn checker_reports_an_undefined_extension() {
+    let broken = minimal_with("service: {extensions: [file_storage, health_check]}");
+    assert_reports(
+        undefined_components,
+        &broken,
+        "`health_check` is not defined",
+    );
+}
+
+#[test]
+fn checker_reports_a_connector_with_one_end() {
+    let broken = minimal_with(
+        r"
+connectors:
+  datadog/connector: {}
+service:
+  pipelines:
+    traces:
+      exporters: [debug, datadog/connector]
+",
+    );
+    assert_reports(
+        undefined_components,
+        &broken,
+        "no pipeline receives from it",
+    );
+}
+
+#[test]
+fn checker_reports_a_malformed_pipeline() {
+    let broken =
+        minimal_with("service: {pipelines: {spans: {receivers: [otlp], exporters: [debug]}}}");
+    assert_reports(undefined_components, &broken, "a pipeline id is a signal");
+    let broken = minimal_with("service: {pipelines: {traces: {exporters: []}}}");
+    assert_reports(undefined_components, &broken, "no exporter");
+}
+
+#[test]
+fn checker_reports_an_exporter_in_a_pipeline_of_another_signal() {
+    let broken = minimal_with(
+        r"
+exporters:
+  awsxray: {}
+service:
+  pipelines:
+    metrics:
+      receivers: [otlp]
+      processors: [memory_limiter, batch]
+      exporters: [awsxray]
+",
+    );
+    assert_reports(
+        unsupported_signals,
+        &broken,
+        "`awsxray` does not support metrics",
+    );
+}
+
+#[test]
+fn checker_reports_a_type_missing_from_the_table() {
+    let broken = minimal_with(
+        r"
+exporters:
+  kafka: {}
+service:
+  pipelines:
+    traces:
+      exporters: [kafka]
+",
+    );
+    assert_reports(
+        unsupported_signals,
+        &broken,
+        "type `kafka` is not in this test's table",
+    );
+}
+
+#[test]
+fn checker_reports_a_connector_between_signals_it_does_not_join() {
+    let broken = minimal_with(
+        r"
+connectors:
+  datadog/connector: {}
+service:
+  pipelines:
+    logs:
+      receivers: [otlp]
+      processors: [memory_limiter, batch]
+      exporters: [datadog/connector]
+    metrics:
+      receivers: [datadog/connector]
+      processors: [memory_limiter, batch]
+      exporters: [debug]
+",
+    );
+    assert_reports(unsupported_signals, &broken, "connectors.datadog/connector");
+}
+
+#[test]
+fn checker_reports_batch_before_memory_limiter() {
+    let broken =
+        minimal_with("service: {pipelines: {traces: {processors: [batch, memory_limiter]}}}");
+    assert_reports(misplaced_processors, &broken, "starts with `batch`");
+    assert_reports(misplaced_processors, &broken, "ends with `memory_limiter`");
+}
+
+#[test]
+fn checker_reports_an_overlay_that_replaces_the_processors_without_memory_limiter() {
+    let broken = minimal_with("service: {pipelines: {traces: {processors: [batch]}}}");
+    assert_reports(misplaced_processors, &broken, "not memory_limiter");
+}
+
+#[test]
+fn checker_reports_a_storage_extension_left_out_of_service_extensions() {
+    // An overlay that adds its authenticator but forgets to restate the base's extensions.
+    let broken = minimal_with(
+        r"
+extensions:
+  basicauth/cloud:
+    client_auth: {username: '${env:USER_ID}', password: '${env:PASSWORD}'}
+exporters:
+  otlphttp/cloud:
+    endpoint: ${env:CLOUD_ENDPOINT}
+    auth: {authenticator: basicauth/cloud}
+    sending_queue: {storage: file_storage}
+service:
+  extensions: [basicauth/cloud]
+",
+    );
+    assert_reports(
+        extensions_not_enabled,
+        &broken,
+        "exporters.otlphttp/cloud.sending_queue.storage: extension `file_storage` is not listed",
+    );
+    let broken = minimal_with("exporters: {otlphttp/cloud: {auth: {authenticator: oauth2client}}}");
+    assert_reports(
+        extensions_not_enabled,
+        &broken,
+        "extension `oauth2client` is not defined",
+    );
+}
+
+#[test]
+fn checker_reports_literal_secrets() {
+    let check = |value: &Value| {
+        literal_secrets(
+            &serde_yaml_ng::to_string(value).expect("serializable"),
+            value,
+        )
+    };
+    let cases = [
+        (
+            "exporters: {datadog: {api: {key: 0123456789abcdef0123456789abcdef}}}",
+            "exporters.datadog.api.key: a literal value",
+        ),
+        (
+            "exporters: {datadog: {api: {key: '${env:DD_API_KEY:-0123}'}}}",
+            "would be a literal secret",
+        ),
+        (
+            "extensions: {basicauth/x: {client_auth: {username: u, password: hunter2}}}",
+            "client_auth.password: a literal value",
+        ),
+        (
+            "exporters: {otlphttp: {headers: {X-Api-Key: 'prefix-${env:K}'}}}",
+            "headers.X-Api-Key: a literal value",
+        ),
+        (
+            "exporters: {otlphttp: {endpoint: 'https://user:pa55word@example.com/otlp'}}",
+            "a password in a URL",
+        ),
+        (
+            "exporters: {otlphttp: {headers: {X-Id: AKIAABCDEFGHIJKLMNOP}}}",
+            "an AWS access key id",
+        ),
+        (
+            "exporters: {otlphttp: {headers: {X-Id: 'Bearer abcdefghijklmnopqrstuvwx'}}}",
+            "an Authorization header value",
+        ),
+        (
+            "exporters: {otlphttp: {headers: {X-Id: glc_abcdefghijklmnopqrstuvwxyz}}}",
+            "a well-known prefix",
+        ),
+    ];
+    for (overlay, expected) in cases {
+        assert_reports(check, &minimal_with(overlay), expected);
+    }
+    // Comments are scanned too.
+    let text = format!("{MINIMAL}\n# key: 0123456789abcdef0123456789abcdef\n");
+    let problems = literal_secrets(&text, &yaml(&text));
+    assert!(
+        problems.iter().any(|p| p.contains("hexadecimal")),
+        "{problems:?}"
+    );
+    // And a secret from the environment passes.
+    let fine = minimal_with("exporters: {datadog: {api: {key: '${env:DD_API_KEY}'}}}");
+    assert_eq!(check(&fine), Vec::<String>::new());
+}
+
+#[test]
+fn checker_reports_receivers_listening_on_every_interface() {
+    let cases = [
+        ("0.0.0.0:4317", "every interface"),
+        ("${env:OTLP_GRPC_ENDPOINT:-0.0.0.0:4317}", "every interface"),
+        ("[::]:4317", "every interface"),
+        ("::", "every interface"),
+        (":4317", "every interface"),
+        ("${env:OTLP_GRPC_ENDPOINT}", "has no default"),
+    ];
+    for (endpoint, expected) in cases {
+        let broken = minimal_with(&format!(
+            "receivers: {{otlp: {{protocols: {{grpc: {{endpoint: '{endpoint}'}}}}}}}}"
+        ));
+        assert_reports(wildcard_listeners, &broken, expected);
+    }
+    let broken = minimal_with("extensions: {health_check: {endpoint: '0.0.0.0:13133'}}");
+    assert_reports(
+        wildcard_listeners,
+        &broken,
+        "extensions.health_check.endpoint",
+    );
+    // Where an exporter sends is not a listen address.
+    let fine = minimal_with("exporters: {otlp: {endpoint: '0.0.0.0:4317'}}");
+    assert_eq!(wildcard_listeners(&fine), Vec::<String>::new());
+}
+
+#[test]
+fn checker_reports_malformed_env_references() {
+    let cases = [
+        ("${DD_API_KEY}", "not an `${env:NAME}` reference"),
+        ("${file:/run/secrets/key}", "not an `${env:NAME}` reference"),
+        ("$DD_API_KEY", "a bare `$NAME`"),
+        ("${env:1NAME}", "is not a variable name"),
+        ("${env:MY-NAME}", "is not a variable name"),
+        ("${env:NAME", "is never closed"),
+        ("${env:NAME:-a$b}", "a default cannot hold"),
+        ("${env:A:-${env:B}}", "a default cannot hold"),
+    ];
+    for (value, expected) in cases {
+        let broken = minimal_with(&format!("exporters: {{debug: {{x: '{value}'}}}}"));
+        assert_reports(malformed_env_references, &broken, expected);
+    }
+    for fine in [
+        "'^http\\.server\\.request\\.duration$'",
+        "'price: $$5'",
+        "'${env:HOST:-localhost}:${env:PORT:-4317}'",
+        "'${env:EMPTY_DEFAULT:-}'",
+    ] {
+        let value = minimal_with(&format!("exporters: {{debug: {{x: {fine}}}}}"));
+        assert_eq!(
+            malformed_env_references(&value),
+            Vec::<String>::new(),
+            "{fine}"
+        );
+    }
+}
+
+#[test]
+fn checker_reads_defaults_of_env_references() {
+    assert_eq!(
+        with_defaults("${env:HOST:-localhost}:${env:PORT:-4317}").as_deref(),
+        Ok("localhost:4317")
+    );
+    assert!(with_defaults("${env:HOST}:4317").is_err());
+    assert!(!binds_every_interface("localhost:4317"));
+    assert!(!binds_every_interface("127.0.0.1:4317"));
+    assert!(!binds_every_interface("[::1]:4317"));
+    assert!(binds_every_interface("http://0.0.0.0:4318/path"));
+}
+
+#[test]
+fn checker_reports_exporters_without_a_persistent_queue() {
+    let overlay = yaml("exporters: {datadog: {api: {key: '${env:DD_API_KEY}'}}}");
+    assert!(
+        queue_problems(&overlay, true)
+            .iter()
+            .any(|p| p.contains("no sending_queue.storage")),
+    );
+    let overlay = yaml("exporters: {awsxray: {sending_queue: {storage: file_storage}}}");
+    assert!(
+        queue_problems(&overlay, true)
+            .iter()
+            .any(|p| p.contains("has no sending_queue option")),
+    );
+    let fine = yaml(
+        "exporters: {datadog: {sending_queue: {storage: file_storage}}, awsemf: {namespace: x}}",
+    );
+    assert_eq!(queue_problems(&fine, true), Vec::<String>::new());
+    // The base's debug exporter may queue in memory.
+    assert_eq!(queue_problems(&yaml(MINIMAL), false), Vec::<String>::new());
+}
+
+#[test]
+fn checker_reports_an_overlay_without_its_command_or_variables() {
+    let text = "# Example backend.\n#\n#   otelcol-contrib --config otel-collector.yaml --config collector/example.yaml\n#\n# Variables: EXAMPLE_ENDPOINT\nexporters:\n  otlp/example:\n    endpoint: ${env:EXAMPLE_ENDPOINT}\n    headers: {x-tenant: '${env:EXAMPLE_TENANT}'}\n";
+    let problems = documentation_problems("collector/example.yaml", text, &yaml(text));
+    assert_eq!(
+        problems,
+        ["the opening comment does not list EXAMPLE_TENANT"]
+    );
+    let problems = documentation_problems("collector/other.yaml", text, &yaml(text));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("--config collector/other.yaml")),
+        "{problems:?}"
+    );
+}
