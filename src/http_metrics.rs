@@ -1,9 +1,32 @@
-//! The HTTP server instruments of the semantic conventions (v1.44, stable).
+//! The HTTP server instruments of the semantic conventions (v1.44, stable), bound once per
+//! attribute set.
+//!
+//! A service answers a small, stable set of (method, route, status, ...) combinations. Recording
+//! with an attribute list makes the SDK sort and hash that list on every request; a
+//! [`BoundHistogram`] has done it once. So each combination is bound on its first request and the
+//! bound instruments are kept, up to [`MAX_BOUND_SERIES`] combinations (past that, for a service
+//! whose routes are not templates, recording falls back to attribute lists, and the SDK's own
+//! cardinality limit applies).
 
-use opentelemetry::metrics::{Histogram, Meter, UpDownCounter};
-use opentelemetry_semantic_conventions::metric::{
-    HTTP_SERVER_ACTIVE_REQUESTS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_REQUEST_DURATION,
-    HTTP_SERVER_RESPONSE_BODY_SIZE,
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    sync::{Arc, PoisonError, RwLock},
+};
+
+use opentelemetry::{
+    KeyValue,
+    metrics::{BoundHistogram, BoundUpDownCounter, Histogram, Meter, UpDownCounter},
+};
+use opentelemetry_semantic_conventions::{
+    attribute::{
+        ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE,
+        NETWORK_PROTOCOL_VERSION, URL_SCHEME,
+    },
+    metric::{
+        HTTP_SERVER_ACTIVE_REQUESTS, HTTP_SERVER_REQUEST_BODY_SIZE, HTTP_SERVER_REQUEST_DURATION,
+        HTTP_SERVER_RESPONSE_BODY_SIZE,
+    },
 };
 
 /// The explicit bucket boundaries the conventions advise for `http.server.request.duration`, in seconds.
@@ -11,17 +34,78 @@ pub(crate) const DURATION_BOUNDARIES: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
+/// How many attribute combinations keep bound instruments.
+const MAX_BOUND_SERIES: usize = 1_000;
+
 /// The four instruments every request records into.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct HttpServerMetrics {
     /// `http.server.request.duration`, seconds, to the end of the response body.
-    pub(crate) duration: Histogram<f64>,
+    duration: Histogram<f64>,
     /// `http.server.active_requests`, requests in flight.
-    pub(crate) active_requests: UpDownCounter<i64>,
+    active_requests: UpDownCounter<i64>,
     /// `http.server.request.body.size`, bytes read from the request body.
-    pub(crate) request_body_size: Histogram<u64>,
+    request_body_size: Histogram<u64>,
     /// `http.server.response.body.size`, bytes written to the response body.
-    pub(crate) response_body_size: Histogram<u64>,
+    response_body_size: Histogram<u64>,
+    completed: RwLock<HashMap<Series, Arc<CompletedSeries>>>,
+    active: RwLock<HashMap<ActiveSeries, BoundUpDownCounter<i64>>>,
+}
+
+/// The attributes of a completed request's measurements.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Series {
+    pub(crate) method: &'static str,
+    pub(crate) scheme: &'static str,
+    pub(crate) protocol_version: &'static str,
+    pub(crate) route: Option<Arc<str>>,
+    pub(crate) status_code: Option<u16>,
+    pub(crate) error_type: Option<Cow<'static, str>>,
+}
+
+/// The attributes of `http.server.active_requests`: only what is known when a request starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ActiveSeries {
+    pub(crate) method: &'static str,
+    pub(crate) scheme: &'static str,
+}
+
+#[derive(Debug)]
+struct CompletedSeries {
+    duration: BoundHistogram<f64>,
+    request_body_size: BoundHistogram<u64>,
+    response_body_size: BoundHistogram<u64>,
+}
+
+impl Series {
+    fn attributes(&self) -> Vec<KeyValue> {
+        let mut attributes = Vec::with_capacity(6);
+        attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, self.method));
+        attributes.push(KeyValue::new(URL_SCHEME, self.scheme));
+        attributes.push(KeyValue::new(
+            NETWORK_PROTOCOL_VERSION,
+            self.protocol_version,
+        ));
+        if let Some(route) = &self.route {
+            attributes.push(KeyValue::new(HTTP_ROUTE, route.clone()));
+        }
+        if let Some(status) = self.status_code {
+            attributes.push(KeyValue::new(HTTP_RESPONSE_STATUS_CODE, i64::from(status)));
+        }
+        if let Some(error_type) = &self.error_type {
+            attributes.push(KeyValue::new(ERROR_TYPE, error_type.clone()));
+        }
+        attributes
+    }
+}
+
+impl ActiveSeries {
+    fn attributes(self) -> [KeyValue; 2] {
+        [
+            KeyValue::new(HTTP_REQUEST_METHOD, self.method),
+            KeyValue::new(URL_SCHEME, self.scheme),
+        ]
+    }
 }
 
 impl HttpServerMetrics {
@@ -48,6 +132,76 @@ impl HttpServerMetrics {
                 .with_description("Size of HTTP server response bodies.")
                 .with_unit("By")
                 .build(),
+            completed: RwLock::default(),
+            active: RwLock::default(),
+        }
+    }
+
+    /// Adds `change` (1 when a request starts, -1 when it ends) to the active requests.
+    pub(crate) fn add_active(&self, series: ActiveSeries, change: i64) {
+        if let Some(bound) = self
+            .active
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&series)
+        {
+            return bound.add(change);
+        }
+        let mut active = self.active.write().unwrap_or_else(PoisonError::into_inner);
+        active
+            .entry(series)
+            .or_insert_with(|| self.active_requests.bind(&series.attributes()))
+            .add(change);
+    }
+
+    /// Records a completed request's duration (seconds) and body sizes (bytes).
+    pub(crate) fn record_completed(
+        &self,
+        series: Series,
+        duration: f64,
+        request_body_bytes: u64,
+        response_body_bytes: u64,
+    ) {
+        let bound = self
+            .completed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&series)
+            .cloned();
+        let bound = bound.or_else(|| {
+            let mut completed = self
+                .completed
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(bound) = completed.get(&series) {
+                return Some(bound.clone());
+            }
+            if completed.len() >= MAX_BOUND_SERIES {
+                return None;
+            }
+            let attributes = series.attributes();
+            let bound = Arc::new(CompletedSeries {
+                duration: self.duration.bind(&attributes),
+                request_body_size: self.request_body_size.bind(&attributes),
+                response_body_size: self.response_body_size.bind(&attributes),
+            });
+            completed.insert(series.clone(), bound.clone());
+            Some(bound)
+        });
+        match bound {
+            Some(bound) => {
+                bound.duration.record(duration);
+                bound.request_body_size.record(request_body_bytes);
+                bound.response_body_size.record(response_body_bytes);
+            }
+            None => {
+                let attributes = series.attributes();
+                self.duration.record(duration, &attributes);
+                self.request_body_size
+                    .record(request_body_bytes, &attributes);
+                self.response_body_size
+                    .record(response_body_bytes, &attributes);
+            }
         }
     }
 }

@@ -134,6 +134,29 @@ impl Monitored {
         })
         .await
     }
+
+    /// Flushes the metrics until `http.server.active_requests` reads `expected`.
+    async fn wait_for_active_requests(&self, expected: i64) {
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            let provider = self.meter_provider.clone();
+            tokio::task::spawn_blocking(move || provider.force_flush().unwrap())
+                .await
+                .unwrap();
+            let active = self
+                .receiver
+                .latest_metric("http.server.active_requests")
+                .map(|received| int_value(&sum(&received.metric)[0]));
+            if active == Some(expected) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "active requests still {active:?}, not {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -454,8 +477,7 @@ async fn a_cancelled_request_ends_its_span_once_and_is_no_longer_active() {
         .write_all(b"GET /slow HTTP/1.1\r\nhost: localhost\r\n\r\n")
         .await
         .unwrap();
-    let active = app.metric("http.server.active_requests").await;
-    assert_eq!(int_value(&sum(&active)[0]), 1, "the request is in flight");
+    app.wait_for_active_requests(1).await;
     drop(connection);
 
     let spans = app.spans(1).await;
@@ -465,8 +487,7 @@ async fn a_cancelled_request_ends_its_span_once_and_is_no_longer_active() {
     assert_eq!(span.attr("http.response.status_code"), None);
     assert_eq!(status_of(span), SpanStatus::Unset);
 
-    let active = app.metric("http.server.active_requests").await;
-    assert_eq!(int_value(&sum(&active)[0]), 0);
+    app.wait_for_active_requests(0).await;
     let duration = app.metric("http.server.request.duration").await;
     let point = &histogram(&duration)[0];
     assert_eq!(point.count, 1);

@@ -18,12 +18,10 @@ use opentelemetry::{
 };
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_semantic_conventions::attribute::{
-    ERROR_TYPE, HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE,
-    NETWORK_PROTOCOL_VERSION, URL_SCHEME,
-};
+use opentelemetry_semantic_conventions::attribute::{ERROR_TYPE, HTTP_RESPONSE_STATUS_CODE};
 
 use super::{Shared, request::RequestFacts, request::record_headers};
+use crate::http_metrics::Series;
 
 /// `error.type` of a request whose client went away before the response ended.
 const CANCELLED: &str = "cancelled";
@@ -78,10 +76,7 @@ impl InFlight {
                 facts.recording_attributes(request, &shared.request_headers),
             );
         }
-        shared
-            .metrics
-            .active_requests
-            .add(1, &active_request_attributes(&facts));
+        shared.metrics.add_active(facts.active_series(), 1);
 
         Self {
             cx: parent.with_span(span),
@@ -159,33 +154,21 @@ impl Drop for InFlight {
             self.error_type = Some(Cow::Borrowed(CANCELLED));
         }
 
-        let mut attributes = Vec::with_capacity(6);
-        attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, facts.method));
-        attributes.push(KeyValue::new(URL_SCHEME, facts.scheme));
-        attributes.push(KeyValue::new(
-            NETWORK_PROTOCOL_VERSION,
-            facts.protocol_version,
-        ));
-        if let Some(route) = &facts.route {
-            attributes.push(KeyValue::new(HTTP_ROUTE, route.clone()));
-        }
-        if let Some(status) = self.status_code {
-            attributes.push(KeyValue::new(HTTP_RESPONSE_STATUS_CODE, i64::from(status)));
-        }
-        if let Some(error_type) = &self.error_type {
-            attributes.push(KeyValue::new(ERROR_TYPE, error_type.clone()));
-        }
         let metrics = &self.shared.metrics;
-        metrics.duration.record(elapsed.as_secs_f64(), &attributes);
-        metrics
-            .request_body_size
-            .record(self.request_body_bytes.load(Ordering::Relaxed), &attributes);
-        metrics
-            .response_body_size
-            .record(self.response_body_bytes, &attributes);
-        metrics
-            .active_requests
-            .add(-1, &active_request_attributes(facts));
+        metrics.record_completed(
+            Series {
+                method: facts.method,
+                scheme: facts.scheme,
+                protocol_version: facts.protocol_version,
+                route: facts.route.clone(),
+                status_code: self.status_code,
+                error_type: self.error_type.clone(),
+            },
+            elapsed.as_secs_f64(),
+            self.request_body_bytes.load(Ordering::Relaxed),
+            self.response_body_bytes,
+        );
+        metrics.add_active(facts.active_series(), -1);
 
         let span = self.cx.span();
         if span.is_recording() {
@@ -218,12 +201,4 @@ impl Drop for InFlight {
             );
         }
     }
-}
-
-/// `http.server.active_requests` carries only what is known when the request starts.
-fn active_request_attributes(facts: &RequestFacts) -> [KeyValue; 2] {
-    [
-        KeyValue::new(HTTP_REQUEST_METHOD, facts.method),
-        KeyValue::new(URL_SCHEME, facts.scheme),
-    ]
 }

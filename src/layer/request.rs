@@ -4,6 +4,8 @@ use std::{borrow::Cow, sync::Arc};
 
 use http::{HeaderMap, Method, Request, Version, uri::Authority};
 use opentelemetry::{Key, KeyValue, Value};
+
+use crate::http_metrics::ActiveSeries;
 use opentelemetry_semantic_conventions::attribute::{
     CLIENT_ADDRESS, HTTP_REQUEST_METHOD, HTTP_REQUEST_METHOD_ORIGINAL, HTTP_ROUTE,
     NETWORK_PROTOCOL_VERSION, SERVER_ADDRESS, SERVER_PORT, URL_PATH, URL_QUERY, URL_SCHEME,
@@ -35,6 +37,14 @@ impl RequestFacts {
             },
             route: route(request),
             protocol_version: protocol_version(request.version()),
+        }
+    }
+
+    /// The attributes of `http.server.active_requests`.
+    pub(crate) fn active_series(&self) -> ActiveSeries {
+        ActiveSeries {
+            method: self.method,
+            scheme: self.scheme,
         }
     }
 
