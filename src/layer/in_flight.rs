@@ -54,7 +54,7 @@ impl InFlight {
     /// Starts the span of `request` as a child of the context its headers carry, and counts
     /// the request as active.
     pub(crate) fn start<B>(shared: Arc<Shared>, request: &Request<B>) -> Self {
-        let facts = RequestFacts::of(request);
+        let facts = RequestFacts::of(request, &shared.routes);
         let extractor = HeaderExtractor(request.headers());
         let parent = match &shared.propagator {
             Some(propagator) => propagator.extract(&extractor),
@@ -65,7 +65,7 @@ impl InFlight {
         let started = Instant::now();
         let mut span = shared
             .tracer
-            .span_builder(facts.span_name())
+            .span_builder(facts.span_name.clone())
             .with_kind(SpanKind::Server)
             .with_start_time(started_at)
             .with_attributes(facts.sampling_attributes(request))

@@ -10,6 +10,7 @@ mod body;
 mod future;
 mod in_flight;
 mod request;
+mod routes;
 mod service;
 
 pub use body::{RequestBody, ResponseBody};
@@ -83,6 +84,7 @@ pub(crate) struct Shared {
     pub(crate) response_headers: Box<[(HeaderName, Key)]>,
     pub(crate) inject_trace_context: bool,
     pub(crate) access_log: bool,
+    pub(crate) routes: routes::Routes,
 }
 
 impl MonitorLayer {
@@ -246,6 +248,7 @@ impl MonitorLayerBuilder {
                 response_headers: attribute_keys("http.response.header", self.response_headers),
                 inject_trace_context: self.inject_trace_context,
                 access_log: self.access_log,
+                routes: routes::Routes::default(),
             }),
         }
     }

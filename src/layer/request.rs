@@ -5,6 +5,7 @@ use std::{borrow::Cow, sync::Arc};
 use http::{HeaderMap, Method, Request, Version, uri::Authority};
 use opentelemetry::{Key, KeyValue, Value};
 
+use super::routes::Routes;
 use crate::http_metrics::ActiveSeries;
 use opentelemetry_semantic_conventions::attribute::{
     CLIENT_ADDRESS, HTTP_REQUEST_METHOD, HTTP_REQUEST_METHOD_ORIGINAL, HTTP_ROUTE,
@@ -25,18 +26,33 @@ pub(crate) struct RequestFacts {
     /// The route template (`/users/{id}`), never the raw path.
     pub(crate) route: Option<Arc<str>>,
     pub(crate) protocol_version: &'static str,
+    /// `{method} {route}`, `{method}` without a route, with `HTTP` for an unknown method.
+    pub(crate) span_name: Cow<'static, str>,
 }
 
 impl RequestFacts {
-    pub(crate) fn of<B>(request: &Request<B>) -> Self {
+    pub(crate) fn of<B>(request: &Request<B>, routes: &Routes) -> Self {
+        let method = known_method(request.method()).unwrap_or("_OTHER");
+        let name_method = match method {
+            "_OTHER" => "HTTP",
+            method => method,
+        };
+        let (route, span_name) = match matched_route(request) {
+            Some(route) => {
+                let (template, name) = routes.named(name_method, route);
+                (Some(template), name)
+            }
+            None => (None, Cow::Borrowed(name_method)),
+        };
         Self {
-            method: known_method(request.method()).unwrap_or("_OTHER"),
+            method,
             scheme: match request.uri().scheme_str() {
                 Some("https") => "https",
                 _ => "http",
             },
-            route: route(request),
+            route,
             protocol_version: protocol_version(request.version()),
+            span_name,
         }
     }
 
@@ -45,18 +61,6 @@ impl RequestFacts {
         ActiveSeries {
             method: self.method,
             scheme: self.scheme,
-        }
-    }
-
-    /// `{method} {route}`, `{method}` without a route, and `HTTP` for an unknown method.
-    pub(crate) fn span_name(&self) -> Cow<'static, str> {
-        let method = match self.method {
-            "_OTHER" => "HTTP",
-            method => method,
-        };
-        match &self.route {
-            Some(route) => Cow::Owned(format!("{method} {route}")),
-            None => Cow::Borrowed(method),
         }
     }
 
@@ -165,15 +169,15 @@ fn protocol_version(version: Version) -> &'static str {
 }
 
 #[cfg(feature = "axum")]
-fn route<B>(request: &Request<B>) -> Option<Arc<str>> {
+fn matched_route<B>(request: &Request<B>) -> Option<&str> {
     request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|path| Arc::from(path.as_str()))
+        .map(|path| path.as_str())
 }
 
 #[cfg(not(feature = "axum"))]
-fn route<B>(_request: &Request<B>) -> Option<Arc<str>> {
+fn matched_route<B>(_request: &Request<B>) -> Option<&str> {
     None
 }
 
@@ -243,9 +247,9 @@ mod tests {
             .uri("/cache")
             .body(())
             .unwrap();
-        let facts = RequestFacts::of(&request);
+        let facts = RequestFacts::of(&request, &Routes::default());
         assert_eq!(facts.method, "_OTHER");
-        assert_eq!(facts.span_name(), "HTTP");
+        assert_eq!(facts.span_name, "HTTP");
         let attributes = facts.recording_attributes(&request, &[]);
         assert!(attributes.contains(&KeyValue::new(HTTP_REQUEST_METHOD_ORIGINAL, "PURGE")));
     }
@@ -263,7 +267,7 @@ mod tests {
             .body(())
             .unwrap();
         for (request, host, port) in [(http1, "example.com", 8080), (http2, "::1", 8443)] {
-            let facts = RequestFacts::of(&request);
+            let facts = RequestFacts::of(&request, &Routes::default());
             let attributes = facts.recording_attributes(&request, &[]);
             assert!(attributes.contains(&KeyValue::new(SERVER_ADDRESS, host)));
             assert!(attributes.contains(&KeyValue::new(SERVER_PORT, port)));
