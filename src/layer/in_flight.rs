@@ -14,7 +14,7 @@ use http::{Request, Response};
 use opentelemetry::{
     Context, KeyValue, global,
     propagation::TextMapPropagator,
-    trace::{SpanKind, Status, TraceContextExt, Tracer},
+    trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer},
 };
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -70,11 +70,8 @@ impl InFlight {
             .with_start_time(started_at)
             .with_attributes(facts.sampling_attributes(request))
             .start_with_context(&shared.tracer, &parent);
-        if opentelemetry::trace::Span::is_recording(&span) {
-            opentelemetry::trace::Span::set_attributes(
-                &mut span,
-                facts.recording_attributes(request, &shared.request_headers),
-            );
+        if span.is_recording() {
+            span.set_attributes(facts.recording_attributes(request, &shared.request_headers));
         }
         shared.metrics.add_active(facts.active_series(), 1);
 
