@@ -9,15 +9,33 @@
 //! - `full`: traces and metrics.
 //! - `sampled_out`: full, with a sampler that drops every trace.
 //!
+//! Peers on the same opentelemetry 0.33, each with its own providers built exactly like the ones
+//! above (the same encoding span processor, the same periodic reader and metric exporter):
+//!
+//! - `peer_instrumentation_tower`: `opentelemetry-instrumentation-tower`'s HTTP server layer
+//!   (`http::server::Layer`, feature `axum` for the route), span and metrics. It reads the global
+//!   tracer and meter providers when it is built, so they are installed just before.
+//! - `peer_axum_tracing_otel`: `axum-tracing-opentelemetry`'s `OtelAxumLayer`, whose `tracing`
+//!   span becomes an OpenTelemetry span through a `tracing-opentelemetry` layer bound to an SDK
+//!   tracer. It records no HTTP metrics. Its subscriber is the thread's default only while its
+//!   row runs (the last one), so the other rows run with no subscriber at all.
+//!
 //! Run with `cargo bench --bench request_path`; the figures, the hardware and the command are in
 //! BENCHMARKS.md.
 
-use std::{sync::Mutex, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use axum::{Router, body::Body, extract::Path, routing::get};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt;
-use opentelemetry::{Context, metrics::MeterProvider as _, trace::TracerProvider as _};
+use opentelemetry::{
+    Context,
+    metrics::MeterProvider as _,
+    trace::{SpanKind, TracerProvider as _},
+};
 use opentelemetry_proto::{
     tonic::collector::{
         metrics::v1::ExportMetricsServiceRequest, trace::v1::ExportTraceServiceRequest,
@@ -39,6 +57,7 @@ use opentelemetry_sdk::{
 use otel_monitor::MonitorLayer;
 use prost::Message;
 use tower::ServiceExt;
+use tracing_subscriber::layer::SubscriberExt as _;
 
 /// What the OTLP exporter does with a batch of spans, short of the network.
 #[derive(Debug, Default)]
@@ -172,17 +191,158 @@ fn bench_request_path(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("request_path");
     for (name, router) in variants {
-        group.bench_function(name, |b| {
-            b.to_async(&runtime).iter(|| {
-                let router = router.clone();
-                async move {
-                    let response = router.oneshot(request()).await.unwrap();
-                    response.into_body().collect().await.unwrap().to_bytes()
-                }
-            });
-        });
+        bench_router(&mut group, &runtime, name, router);
     }
+
+    // The peers, each with providers of its own, built like the ones above.
+    check_peers_record(&runtime);
+    let tower_traces = tracer_provider(Sampler::AlwaysOn);
+    let tower_metrics = meter_provider();
+    bench_router(
+        &mut group,
+        &runtime,
+        "peer_instrumentation_tower",
+        peer_instrumentation_tower(&tower_traces, &tower_metrics),
+    );
+    let tracing_traces = tracer_provider(Sampler::AlwaysOn);
+    let (router, subscriber) = peer_axum_tracing_otel(&tracing_traces);
+    let subscriber_guard = tracing::subscriber::set_default(subscriber);
+    bench_router(&mut group, &runtime, "peer_axum_tracing_otel", router);
+    drop(subscriber_guard);
     group.finish();
+}
+
+/// `opentelemetry-instrumentation-tower`'s HTTP server layer on the route. It takes its tracer
+/// and meter from the global providers when it is built, so `traces` and `metrics` are installed
+/// globally first.
+fn peer_instrumentation_tower(traces: &SdkTracerProvider, metrics: &SdkMeterProvider) -> Router {
+    opentelemetry::global::set_tracer_provider(traces.clone());
+    opentelemetry::global::set_meter_provider(metrics.clone());
+    app().layer(opentelemetry_instrumentation_tower::http::server::Layer::new())
+}
+
+/// `axum-tracing-opentelemetry`'s layer on the route, and the subscriber that turns its `tracing`
+/// span into an OpenTelemetry span with a tracer of `traces` (tracing-opentelemetry). The
+/// benchmark's runtime runs on the calling thread, so a thread-default subscriber sees every
+/// request.
+fn peer_axum_tracing_otel(
+    traces: &SdkTracerProvider,
+) -> (Router, impl tracing::Subscriber + Send + Sync + 'static) {
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(traces.tracer("tracing")));
+    let router = app().layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default());
+    (router, subscriber)
+}
+
+/// Keeps every span that ends, for [`check_peers_record`].
+#[derive(Debug, Clone, Default)]
+struct KeptSpans(Arc<Mutex<Vec<SpanData>>>);
+
+impl SpanProcessor for KeptSpans {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        self.0.lock().unwrap().push(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// Keeps the names of the metrics each export holds, for [`check_peers_record`].
+#[derive(Debug, Clone, Default)]
+struct KeptMetricNames(Arc<Mutex<Vec<String>>>);
+
+impl PushMetricExporter for KeptMetricNames {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        let mut names = self.0.lock().unwrap();
+        for scope in metrics.scope_metrics() {
+            names.extend(scope.metrics().map(|metric| metric.name().to_owned()));
+        }
+        Ok(())
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn temporality(&self) -> Temporality {
+        Temporality::Cumulative
+    }
+}
+
+/// Before the peers are timed (after the other rows, which it would otherwise disturb: it installs
+/// global providers and a scoped subscriber): one request through each peer, as set up for its
+/// row, ends exactly one server span named after the route, and the tower peer records the
+/// request duration. A row whose middleware silently recorded nothing would look fast.
+fn check_peers_record(runtime: &tokio::runtime::Runtime) {
+    let one_request = |router: Router| {
+        runtime.block_on(async {
+            let response = router.oneshot(request()).await.unwrap();
+            response.into_body().collect().await.unwrap().to_bytes()
+        })
+    };
+    let assert_one_server_span = |peer: &str, spans: &KeptSpans| {
+        let spans = spans.0.lock().unwrap();
+        assert_eq!(spans.len(), 1, "{peer}: spans ended");
+        assert_eq!(spans[0].name, "GET /users/{id}", "{peer}: span name");
+        assert_eq!(spans[0].span_kind, SpanKind::Server, "{peer}: span kind");
+    };
+    let kept_provider = |spans: &KeptSpans| {
+        SdkTracerProvider::builder()
+            .with_span_processor(spans.clone())
+            .build()
+    };
+
+    let spans = KeptSpans::default();
+    let metric_names = KeptMetricNames::default();
+    let metrics = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(metric_names.clone()).build())
+        .build();
+    one_request(peer_instrumentation_tower(&kept_provider(&spans), &metrics));
+    assert_one_server_span("peer_instrumentation_tower", &spans);
+    metrics.force_flush().unwrap();
+    assert!(
+        metric_names
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|name| name == "http.server.request.duration"),
+        "peer_instrumentation_tower: http.server.request.duration not recorded"
+    );
+
+    let spans = KeptSpans::default();
+    let (router, subscriber) = peer_axum_tracing_otel(&kept_provider(&spans));
+    tracing::subscriber::with_default(subscriber, || one_request(router));
+    assert_one_server_span("peer_axum_tracing_otel", &spans);
+}
+
+/// One row: the router called as a tower service, the response body collected.
+fn bench_router(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    router: Router,
+) {
+    group.bench_function(name, |b| {
+        b.to_async(runtime).iter(|| {
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(request()).await.unwrap();
+                response.into_body().collect().await.unwrap().to_bytes()
+            }
+        });
+    });
 }
 
 criterion_group! {

@@ -1,0 +1,150 @@
+//! The server `scripts/load-bench` loads: `GET /users/{id}` answering a small JSON body, bare or
+//! instrumented, served by one Tokio worker thread.
+//!
+//! ```text
+//! BENCH_MODE=monitor OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 \
+//!     cargo run --release --example bench_server
+//! ```
+//!
+//! `BENCH_MODE` (default `bare`):
+//!
+//! - `bare`: the route alone, no telemetry at all.
+//! - `monitor`: [`Telemetry`] (OTLP over gRPC, every span sampled unless `OTEL_TRACES_SAMPLER`
+//!   says otherwise) and [`MonitorLayer::new`].
+//! - `peer_instrumentation_tower`: the same [`Telemetry`], and
+//!   `opentelemetry-instrumentation-tower`'s HTTP server layer (span and metrics) in place of
+//!   `MonitorLayer`.
+//! - `peer_axum_tracing_otel`: the same [`Telemetry`], whose `tracing` subscriber turns
+//!   `axum-tracing-opentelemetry`'s request span into an OpenTelemetry span; that span is at
+//!   `TRACE` level on the target `otel::tracing`, so `RUST_LOG` must enable it
+//!   (`RUST_LOG=info,otel::tracing=trace`): the server refuses to start otherwise. It records no
+//!   HTTP metrics.
+//!
+//! `LISTEN_ADDR` (default `127.0.0.1:3000`) is where it listens. The instrumented modes export
+//! to `OTEL_EXPORTER_OTLP_ENDPOINT` (default `http://localhost:4317`). SIGTERM or Ctrl-C stops
+//! the server, then flushes the telemetry.
+
+use std::{error::Error, process::ExitCode};
+
+use axum::{Json, Router, extract::Path, routing::get};
+use otel_monitor::{MonitorLayer, OtlpProtocol, Telemetry};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Bare,
+    Monitor,
+    PeerInstrumentationTower,
+    PeerAxumTracingOtel,
+}
+
+impl Mode {
+    fn from_env() -> Result<Self, String> {
+        let value = std::env::var("BENCH_MODE").unwrap_or_else(|_| "bare".to_owned());
+        match value.as_str() {
+            "bare" => Ok(Self::Bare),
+            "monitor" => Ok(Self::Monitor),
+            "peer_instrumentation_tower" => Ok(Self::PeerInstrumentationTower),
+            "peer_axum_tracing_otel" => Ok(Self::PeerAxumTracingOtel),
+            other => Err(format!(
+                "BENCH_MODE={other:?}: expected bare, monitor, peer_instrumentation_tower \
+                 or peer_axum_tracing_otel"
+            )),
+        }
+    }
+}
+
+#[derive(serde::Serialize)]
+struct User {
+    id: u64,
+    name: &'static str,
+}
+
+/// `GET /users/{id}`: `{"id":42,"name":"Ada"}`.
+async fn user(Path(id): Path<u64>) -> Json<User> {
+    Json(User { id, name: "Ada" })
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench_server: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn Error>> {
+    let mode = Mode::from_env()?;
+    let telemetry = match mode {
+        Mode::Bare => None,
+        _ => Some(
+            Telemetry::builder()
+                .default_service_name("bench-server")
+                .otlp_protocol(OtlpProtocol::Grpc)
+                .init()?,
+        ),
+    };
+    if mode == Mode::PeerAxumTracingOtel
+        && !tracing::enabled!(target: "otel::tracing", tracing::Level::TRACE)
+    {
+        return Err("peer_axum_tracing_otel: its request span is filtered out; \
+                    set RUST_LOG=info,otel::tracing=trace"
+            .into());
+    }
+
+    let app = Router::new().route("/users/{id}", get(user));
+    let app = match mode {
+        Mode::Bare => app,
+        Mode::Monitor => app.layer(MonitorLayer::new()),
+        // Built after Telemetry::init: it takes the global tracer and meter when it is built.
+        Mode::PeerInstrumentationTower => {
+            app.layer(opentelemetry_instrumentation_tower::http::server::Layer::new())
+        }
+        Mode::PeerAxumTracingOtel => {
+            app.layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default())
+        }
+    };
+
+    let address = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let listener = tokio::net::TcpListener::bind(&address).await?;
+    eprintln!(
+        "bench_server: {mode:?} listening on http://{}",
+        listener.local_addr()?
+    );
+    // Spawned, so the accept loop runs on the worker thread with the connections.
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    })
+    .await??;
+
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown()?;
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}
