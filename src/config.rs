@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use crate::HostMetricGroup;
+
 /// `OTEL_SDK_DISABLED`: `true` turns every signal off.
 pub(crate) const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 /// `OTEL_TRACES_EXPORTER`: where spans go (`otlp`, `console`, `none`).
@@ -26,6 +28,10 @@ pub(crate) const OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP
 pub(crate) const OTEL_EXPORTER_OTLP_LOGS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL";
 /// `OTEL_PROPAGATORS`: the context propagators (`tracecontext`, `baggage`, `none`).
 pub(crate) const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
+/// `OTEL_MONITOR_HOST_METRICS`: `false` turns the host and process metrics off.
+pub(crate) const OTEL_MONITOR_HOST_METRICS: &str = "OTEL_MONITOR_HOST_METRICS";
+/// `OTEL_MONITOR_HOST_METRICS_GROUPS`: which groups of host and process metrics to report.
+pub(crate) const OTEL_MONITOR_HOST_METRICS_GROUPS: &str = "OTEL_MONITOR_HOST_METRICS_GROUPS";
 
 /// Where a signal is exported. A signal can go to several; none at all turns it off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +167,8 @@ pub(crate) struct Overrides {
     pub(crate) logs_exporters: Option<Vec<Exporter>>,
     pub(crate) protocol: Option<OtlpProtocol>,
     pub(crate) propagators: Option<Vec<Propagator>>,
+    pub(crate) host_metrics: Option<bool>,
+    pub(crate) host_metric_groups: Option<Vec<HostMetricGroup>>,
 }
 
 /// The resolved settings: code first, then the environment, then the specification's defaults.
@@ -171,6 +179,8 @@ pub(crate) struct Settings {
     pub(crate) metrics: Signal,
     pub(crate) logs: Signal,
     pub(crate) propagators: Vec<Propagator>,
+    /// The host and process metric groups to report; empty when they are off.
+    pub(crate) host_metric_groups: Vec<HostMetricGroup>,
 }
 
 /// How one signal is exported.
@@ -196,15 +206,32 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let sdk_disabled = match overrides.sdk_disabled {
             Some(disabled) => disabled,
-            None => parse(&env, OTEL_SDK_DISABLED, "true, false", |value| match value
-                .to_ascii_lowercase()
-                .as_str()
-            {
-                "true" => Some(true),
-                "false" => Some(false),
-                _ => None,
-            })?
-            .unwrap_or(false),
+            None => parse(&env, OTEL_SDK_DISABLED, "true, false", parse_bool)?.unwrap_or(false),
+        };
+        let host_metrics = match overrides.host_metrics {
+            Some(enabled) => enabled,
+            None => {
+                parse(&env, OTEL_MONITOR_HOST_METRICS, "true, false", parse_bool)?.unwrap_or(true)
+            }
+        };
+        let host_metric_groups = match &overrides.host_metric_groups {
+            Some(groups) => groups.clone(),
+            None => parse(
+                &env,
+                OTEL_MONITOR_HOST_METRICS_GROUPS,
+                HostMetricGroup::ACCEPTED,
+                |value| {
+                    let mut groups = Vec::new();
+                    for name in value.split(',') {
+                        let group = HostMetricGroup::parse(name)?;
+                        if !groups.contains(&group) {
+                            groups.push(group);
+                        }
+                    }
+                    Some(groups)
+                },
+            )?
+            .unwrap_or_else(|| HostMetricGroup::ALL.to_vec()),
         };
         // `OTEL_SDK_DISABLED` turns every signal off, whatever else says otherwise.
         let exporters = |set: &Option<Vec<Exporter>>, variable| -> Result<_, ConfigError> {
@@ -263,7 +290,20 @@ impl Settings {
                 protocol: protocol(OTEL_EXPORTER_OTLP_LOGS_PROTOCOL)?,
             },
             propagators,
+            host_metric_groups: if host_metrics && !sdk_disabled {
+                host_metric_groups
+            } else {
+                Vec::new()
+            },
         })
+    }
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
     }
 }
 
@@ -313,6 +353,36 @@ mod tests {
             settings.propagators,
             [Propagator::TraceContext, Propagator::Baggage]
         );
+        assert_eq!(settings.host_metric_groups, HostMetricGroup::ALL);
+    }
+
+    #[test]
+    fn host_metrics_can_be_turned_off_or_narrowed() {
+        let off = resolve(
+            &[(OTEL_MONITOR_HOST_METRICS, "false")],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(off.host_metric_groups, []);
+        let narrowed = resolve(
+            &[(OTEL_MONITOR_HOST_METRICS_GROUPS, "memory, CPU,memory")],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            narrowed.host_metric_groups,
+            [HostMetricGroup::Memory, HostMetricGroup::Cpu]
+        );
+        let code_wins = resolve(
+            &[(OTEL_MONITOR_HOST_METRICS, "false")],
+            Overrides {
+                host_metrics: Some(true),
+                host_metric_groups: Some(vec![HostMetricGroup::Process]),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(code_wins.host_metric_groups, [HostMetricGroup::Process]);
     }
 
     #[test]
@@ -381,6 +451,7 @@ mod tests {
                 logs_exporters: None,
                 protocol: Some(OtlpProtocol::HttpProtobuf),
                 propagators: Some(vec![Propagator::TraceContext]),
+                ..Overrides::default()
             },
         )
         .unwrap();
@@ -429,6 +500,12 @@ mod tests {
                 OtlpProtocol::ACCEPTED,
             ),
             (OTEL_PROPAGATORS, "tracecontext,b3", Propagator::ACCEPTED),
+            (OTEL_MONITOR_HOST_METRICS, "off", "true, false"),
+            (
+                OTEL_MONITOR_HOST_METRICS_GROUPS,
+                "cpu,gpu",
+                HostMetricGroup::ACCEPTED,
+            ),
         ];
         for (variable, value, expected) in cases {
             let error = resolve(&[(variable, value)], Overrides::default()).unwrap_err();

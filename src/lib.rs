@@ -34,6 +34,7 @@
 
 mod config;
 mod export_failures;
+mod host_metrics;
 mod http_metrics;
 mod layer;
 #[cfg(feature = "prometheus")]
@@ -43,6 +44,7 @@ mod subscriber;
 mod telemetry;
 
 pub use config::{ConfigError, Exporter, OtlpProtocol, Propagator};
+pub use host_metrics::{HostMetricGroup, register_host_metrics};
 pub use layer::{
     MonitorLayer, MonitorLayerBuilder, MonitorService, RequestBody, ResponseBody, ResponseFuture,
 };

@@ -26,8 +26,9 @@ use opentelemetry_semantic_conventions::resource::{
 };
 
 use crate::{
+    HostMetricGroup,
     config::{ConfigError, Exporter, OtlpProtocol, Overrides, Propagator, Settings, Signal},
-    providers, subscriber,
+    providers, register_host_metrics, subscriber,
 };
 
 /// How long [`Telemetry::shutdown`] waits for the exporters to flush, in all.
@@ -275,6 +276,20 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Whether to report the host and process metrics (on by default), over
+    /// `OTEL_MONITOR_HOST_METRICS`.
+    pub fn host_metrics(mut self, enabled: bool) -> Self {
+        self.overrides.host_metrics = Some(enabled);
+        self
+    }
+
+    /// Which groups of host and process metrics to report (all by default), over
+    /// `OTEL_MONITOR_HOST_METRICS_GROUPS`.
+    pub fn host_metric_groups(mut self, groups: impl IntoIterator<Item = HostMetricGroup>) -> Self {
+        self.overrides.host_metric_groups = Some(groups.into_iter().collect());
+        self
+    }
+
     /// Whether to install the `tracing` subscriber: console lines filtered by `RUST_LOG`, events
     /// as OpenTelemetry log records and spans as OpenTelemetry spans. On by default; turn it off
     /// to compose your own from [`Telemetry::tracer_provider`] and
@@ -322,6 +337,9 @@ impl TelemetryBuilder {
                 .with_version(env!("CARGO_PKG_VERSION"))
                 .build(),
         );
+        if metrics.is_some() && !settings.host_metric_groups.is_empty() {
+            register_host_metrics(&meter, &settings.host_metric_groups);
+        }
         let tracer_provider = providers::tracer_provider(&settings.traces, &resource, &meter)?;
         if let Some(provider) = &tracer_provider {
             global::set_tracer_provider(provider.clone());

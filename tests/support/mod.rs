@@ -8,6 +8,7 @@
 pub mod client;
 pub mod datadog_intake;
 pub mod example;
+pub mod prometheus;
 pub mod receiver;
 pub mod rotel;
 pub mod wait;

@@ -1,0 +1,96 @@
+//! Utilization from cumulative CPU times: the time spent in each mode during a window, divided
+//! by the window's length and the number of CPUs.
+
+use std::{
+    array,
+    time::{Duration, Instant},
+};
+
+/// The shortest window utilization is computed over.
+///
+/// The kernel counts CPU time in ticks of 10 ms (`USER_HZ` is 100): over a shorter window one
+/// tick more or less would be most of the value. A collection that comes sooner than this after
+/// the previous window reports that window's values again.
+pub(super) const MIN_WINDOW: Duration = Duration::from_millis(100);
+
+/// The utilization of `N` modes, and the reading its next window starts from.
+#[derive(Debug)]
+pub(super) struct Utilization<const N: usize> {
+    start: Option<(Instant, [Option<u64>; N])>,
+    values: [Option<f64>; N],
+}
+
+impl<const N: usize> Utilization<N> {
+    pub(super) fn new() -> Self {
+        Self {
+            start: None,
+            values: [None; N],
+        }
+    }
+
+    /// Takes a reading of the cumulative `times` per mode (in units of `seconds_per_unit`)
+    /// spent on `cpus` CPUs. The first reading only starts a window.
+    pub(super) fn update(
+        &mut self,
+        now: Instant,
+        times: [Option<u64>; N],
+        seconds_per_unit: f64,
+        cpus: u64,
+    ) {
+        let Some((start, before)) = self.start else {
+            self.start = Some((now, times));
+            return;
+        };
+        let window = now.saturating_duration_since(start);
+        if window < MIN_WINDOW || cpus == 0 {
+            return;
+        }
+        let capacity = window.as_secs_f64() * cpus as f64;
+        self.values = array::from_fn(|mode| {
+            let spent = times[mode]?.checked_sub(before[mode]?)? as f64 * seconds_per_unit;
+            Some((spent / capacity).clamp(0.0, 1.0))
+        });
+        self.start = Some((now, times));
+    }
+
+    /// The utilization of each mode over the last complete window, in `[0, 1]`.
+    pub(super) fn values(&self) -> [Option<f64>; N] {
+        self.values
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utilization_is_time_spent_over_window_and_cpus() {
+        let start = Instant::now();
+        let mut utilization = Utilization::<2>::new();
+        utilization.update(start, [Some(100), Some(0)], 0.01, 2);
+        assert_eq!(utilization.values(), [None, None]);
+
+        // Too short a window: nothing yet.
+        utilization.update(
+            start + Duration::from_millis(50),
+            [Some(110), Some(0)],
+            0.01,
+            2,
+        );
+        assert_eq!(utilization.values(), [None, None]);
+
+        // 1 s on 2 CPUs, 0.5 s spent in the first mode.
+        utilization.update(
+            start + Duration::from_secs(1),
+            [Some(150), Some(0)],
+            0.01,
+            2,
+        );
+        assert_eq!(utilization.values(), [Some(0.25), Some(0.0)]);
+
+        // Rounding beyond the window's capacity is capped, and a missing reading skips its mode.
+        let later = start + Duration::from_millis(1200);
+        utilization.update(later, [Some(200), None], 0.01, 2);
+        assert_eq!(utilization.values(), [Some(1.0), None]);
+    }
+}
