@@ -83,6 +83,35 @@ async fn telemetry_passes_through_rotel(protocol: &str) {
             && point.explicit_bounds.len() == 14
     }));
 
+    // The host and process metrics travel the same way, with their units.
+    let host_metrics = [
+        ("system.cpu.time", "s"),
+        ("system.cpu.utilization", "1"),
+        ("system.cpu.logical.count", "{cpu}"),
+        ("system.memory.usage", "By"),
+        ("system.memory.utilization", "1"),
+        ("system.memory.limit", "By"),
+        ("system.network.io", "By"),
+        ("system.filesystem.usage", "By"),
+        ("system.cpu.load_average.1m", "{thread}"),
+        ("system.uptime", "s"),
+        ("process.cpu.time", "s"),
+        ("process.cpu.utilization", "1"),
+        ("process.memory.usage", "By"),
+        ("process.memory.virtual", "By"),
+        ("process.thread.count", "{thread}"),
+        ("process.unix.file_descriptor.count", "{file_descriptor}"),
+        ("process.uptime", "s"),
+    ];
+    for (name, unit) in host_metrics {
+        let metric = receiver.wait_for_metric(name, DEADLINE).await;
+        assert_eq!(metric.metric.unit, unit, "{name}");
+        assert_eq!(
+            support::attr_str(&metric.resource, "service.name"),
+            Some("through-rotel")
+        );
+    }
+
     let logs = receiver
         .wait_for_logs("the handler's warning", DEADLINE, |logs| {
             logs.iter()

@@ -255,3 +255,36 @@ async fn otel_propagators_none_ignores_an_incoming_traceparent() {
         "with tracecontext, it continues"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_metrics_are_on_by_default_and_the_switch_turns_them_off() {
+    let receiver = OtlpReceiver::start().await;
+    for (switch, expected) in [("true", true), ("false", false)] {
+        let service = ExampleService::start(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint()),
+            ("OTEL_MONITOR_HOST_METRICS", switch),
+            ("OTEL_SERVICE_NAME", switch),
+        ]);
+        get(&service.url("/users/1"), &[]).await;
+        assert!(service.stop().status.success());
+        // The process flushed and exited: every metric it had is at the receiver.
+        let names: Vec<String> = receiver
+            .metrics()
+            .into_iter()
+            .filter(|metric| support::attr_str(&metric.resource, "service.name") == Some(switch))
+            .map(|metric| metric.metric.name)
+            .collect();
+        assert!(
+            names
+                .iter()
+                .any(|name| name == "http.server.request.duration")
+        );
+        for host_metric in ["system.memory.usage", "process.memory.usage"] {
+            assert_eq!(
+                names.iter().any(|name| name == host_metric),
+                expected,
+                "{host_metric} with OTEL_MONITOR_HOST_METRICS={switch}: {names:?}"
+            );
+        }
+    }
+}
