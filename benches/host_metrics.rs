@@ -15,43 +15,15 @@
 //! Run with `cargo bench --bench host_metrics`; the figures, the hardware and the command are
 //! in BENCHMARKS.md.
 
+mod support;
+
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_sdk::{
-    error::OTelSdkResult,
-    metrics::{
-        PeriodicReader, SdkMeterProvider, Temporality, data::ResourceMetrics,
-        exporter::PushMetricExporter,
-    },
-};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use otel_monitor::{HostMetricGroup, register_host_metrics};
-use prost::Message;
-
-/// What the OTLP metric exporter does with a collection, short of the network.
-#[derive(Debug)]
-struct EncodingMetricExporter;
-
-impl PushMetricExporter for EncodingMetricExporter {
-    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        std::hint::black_box(ExportMetricsServiceRequest::from(metrics).encode_to_vec());
-        Ok(())
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn temporality(&self) -> Temporality {
-        Temporality::Cumulative
-    }
-}
+use support::EncodingMetricExporter;
 
 /// A provider that collects only when flushed, with a constant gauge and `groups`.
 fn meter_provider(groups: &[HostMetricGroup]) -> SdkMeterProvider {

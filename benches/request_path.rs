@@ -23,6 +23,8 @@
 //! Run with `cargo bench --bench request_path`; the figures, the hardware and the command are in
 //! BENCHMARKS.md.
 
+mod support;
+
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
@@ -36,15 +38,6 @@ use opentelemetry::{
     metrics::MeterProvider as _,
     trace::{SpanKind, TracerProvider as _},
 };
-use opentelemetry_proto::{
-    tonic::collector::{
-        metrics::v1::ExportMetricsServiceRequest, trace::v1::ExportTraceServiceRequest,
-    },
-    transform::{
-        common::tonic::ResourceAttributesWithSchema,
-        trace::tonic::group_spans_by_resource_and_scope,
-    },
-};
 use opentelemetry_sdk::{
     Resource,
     error::OTelSdkResult,
@@ -55,71 +48,9 @@ use opentelemetry_sdk::{
     trace::{Sampler, SdkTracerProvider, Span, SpanData, SpanProcessor},
 };
 use otel_monitor::MonitorLayer;
-use prost::Message;
+use support::{EncodingMetricExporter, EncodingProcessor};
 use tower::ServiceExt;
 use tracing_subscriber::layer::SubscriberExt as _;
-
-/// What the OTLP exporter does with a batch of spans, short of the network.
-#[derive(Debug, Default)]
-struct EncodingProcessor {
-    resource: ResourceAttributesWithSchema,
-    batch: Mutex<Vec<SpanData>>,
-}
-
-impl EncodingProcessor {
-    const BATCH_SIZE: usize = 512;
-}
-
-impl SpanProcessor for EncodingProcessor {
-    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        let mut batch = self.batch.lock().unwrap();
-        batch.push(span);
-        if batch.len() == Self::BATCH_SIZE {
-            let spans = std::mem::take(&mut *batch);
-            let request = ExportTraceServiceRequest {
-                resource_spans: group_spans_by_resource_and_scope(spans, &self.resource),
-            };
-            std::hint::black_box(request.encode_to_vec());
-        }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.resource = resource.into();
-    }
-}
-
-/// What the OTLP metric exporter does with a collection, short of the network.
-#[derive(Debug)]
-struct EncodingMetricExporter;
-
-impl PushMetricExporter for EncodingMetricExporter {
-    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
-        std::hint::black_box(ExportMetricsServiceRequest::from(metrics).encode_to_vec());
-        Ok(())
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn temporality(&self) -> Temporality {
-        Temporality::Cumulative
-    }
-}
 
 fn tracer_provider(sampler: Sampler) -> SdkTracerProvider {
     SdkTracerProvider::builder()

@@ -23,7 +23,7 @@ use support::{
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The example service with metrics for Prometheus only, and a Prometheus scraping it.
-fn scraped_service() -> (ExampleService, Prometheus) {
+async fn scraped_service() -> (ExampleService, Prometheus) {
     let service = ExampleService::start(&[
         ("OTEL_METRICS_EXPORTER", "prometheus"),
         ("OTEL_TRACES_EXPORTER", "none"),
@@ -31,7 +31,7 @@ fn scraped_service() -> (ExampleService, Prometheus) {
         ("OTEL_SERVICE_NAME", "checkout"),
     ]);
     let target = service.url("").trim_start_matches("http://").to_owned();
-    let prometheus = Prometheus::start_scraping(&target);
+    let prometheus = Prometheus::start_scraping(&target).await;
     (service, prometheus)
 }
 
@@ -57,7 +57,7 @@ fn keep_traffic_flowing(service: &ExampleService) -> Arc<AtomicBool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_request_metrics_under_their_prometheus_names() {
-    let (service, prometheus) = scraped_service();
+    let (service, prometheus) = scraped_service().await;
     let (status, headers, body) = get(&service.url("/metrics"), &[]).await;
     assert!(status.is_success());
     assert_eq!(
@@ -133,7 +133,7 @@ fn dashboard_queries() -> Vec<(String, String)> {
 async fn every_dashboard_panel_query_returns_data() {
     let queries = dashboard_queries();
     assert!(queries.len() >= 10, "{queries:?}");
-    let (service, prometheus) = scraped_service();
+    let (service, prometheus) = scraped_service().await;
     let traffic = keep_traffic_flowing(&service);
     for (panel, query) in &queries {
         let result = prometheus.wait_for_data(query, DEADLINE).await;

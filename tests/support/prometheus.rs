@@ -22,8 +22,8 @@ pub struct Prometheus {
 
 impl Prometheus {
     /// Starts Prometheus scraping `target` (`127.0.0.1:PORT`, path `/metrics`) every second,
-    /// and waits until it is ready.
-    pub fn start_scraping(target: &str) -> Self {
+    /// and waits until it answers queries (`/-/ready`).
+    pub async fn start_scraping(target: &str) -> Self {
         let binary = which("prometheus");
         let directory = std::env::temp_dir().join(format!(
             "otel-monitor-prometheus-{}-{}",
@@ -64,10 +64,21 @@ impl Prometheus {
             address,
             directory,
         };
-        super::wait_for_blocking("Prometheus to listen", Duration::from_secs(20), || {
-            std::net::TcpStream::connect(&prometheus.address).ok()
-        });
-        prometheus
+        let ready = format!("http://{}/-/ready", prometheus.address);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let answered = std::net::TcpStream::connect(&prometheus.address).is_ok()
+                && super::client::get(&ready, &[]).await.0.is_success();
+            if answered {
+                return prometheus;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "Prometheus was not ready within 20 s:\n{}",
+                prometheus.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Runs an instant query and returns its `data.result` (empty when there is no data yet).
