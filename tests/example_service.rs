@@ -288,3 +288,40 @@ async fn host_metrics_are_on_by_default_and_the_switch_turns_them_off() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_never_answers_does_not_hold_requests_or_shutdown() {
+    // Accepts connections and never answers: the worst collector, a black hole.
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", black_hole.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((connection, _)) = black_hole.accept().await {
+            connections.push(connection);
+        }
+    });
+    for protocol in ["http/protobuf", "grpc"] {
+        let service = ExampleService::start(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ]);
+        for id in 0..20 {
+            let started = std::time::Instant::now();
+            let (status, _, _) = get(&service.url(&format!("/users/{id}")), &[]).await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{protocol}: a request took {:?}",
+                started.elapsed()
+            );
+        }
+        let exit = service.stop();
+        assert!(exit.status.success(), "{protocol}: {exit:?}");
+        assert!(
+            exit.took < Duration::from_secs(6),
+            "{protocol}: shutdown took {:?} with a black-hole collector",
+            exit.took
+        );
+    }
+    held.abort();
+}
