@@ -37,6 +37,8 @@ mod export_failures;
 mod host_metrics;
 mod http_metrics;
 mod layer;
+mod otlp_encoding;
+mod otlp_http;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod providers;

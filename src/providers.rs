@@ -9,6 +9,7 @@ use crate::{
     InitError,
     config::{Exporter, OtlpProtocol, Signal},
     export_failures::{FailureReport, Reporting},
+    otlp_http::DirectHttpSpanExporter,
 };
 
 /// The tracer provider, or `None` when traces are off.
@@ -23,6 +24,9 @@ pub(crate) fn tracer_provider(
     let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
     for exporter in &signal.exporters {
         builder = match exporter {
+            Exporter::Otlp if direct_http_applies(signal) => {
+                builder.with_batch_exporter(direct_http_span_exporter(signal, meter)?)
+            }
             Exporter::Otlp => builder.with_batch_exporter(otlp_span_exporter(signal, meter)?),
             Exporter::Console => {
                 builder.with_batch_exporter(opentelemetry_stdout::SpanExporter::default())
@@ -96,7 +100,36 @@ pub(crate) fn logger_provider(
     Ok(Some(builder.build()))
 }
 
-/// The OTLP span exporter, counting and reporting the spans it cannot deliver.
+/// Whether spans go over OTLP/HTTP through the direct encoder: over HTTP/protobuf, unless
+/// compression is configured (the stock exporter compresses).
+fn direct_http_applies(signal: &Signal) -> bool {
+    let compressed = [
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+    ]
+    .iter()
+    .any(|variable| std::env::var_os(variable).is_some_and(|value| !value.is_empty()));
+    signal.protocol == OtlpProtocol::HttpProtobuf && !compressed
+}
+
+/// The OTLP/HTTP span exporter with the direct encoder, counting and reporting the spans it
+/// cannot deliver.
+fn direct_http_span_exporter(
+    signal: &Signal,
+    meter: &opentelemetry::metrics::Meter,
+) -> Result<Reporting<DirectHttpSpanExporter>, InitError> {
+    let destination = otlp_destination(signal, "TRACES", "v1/traces");
+    let exporter =
+        DirectHttpSpanExporter::from_env(&destination).map_err(|source| InitError::Exporter {
+            signal: "traces",
+            source,
+        })?;
+    let report =
+        FailureReport::new("traces", destination).counting_spans(meter, "otlp_http_span_exporter");
+    Ok(Reporting::new(exporter, report))
+}
+
+/// The stock OTLP span exporter, counting and reporting the spans it cannot deliver.
 fn otlp_span_exporter(
     signal: &Signal,
     meter: &opentelemetry::metrics::Meter,
