@@ -2,14 +2,15 @@
 //! instrumented, served by one Tokio worker thread.
 //!
 //! ```text
-//! BENCH_MODE=monitor OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317 \
+//! BENCH_MODE=monitor OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 \
 //!     cargo run --release --example bench_server
 //! ```
 //!
 //! `BENCH_MODE` (default `bare`):
 //!
 //! - `bare`: the route alone, no telemetry at all.
-//! - `monitor`: [`Telemetry`] (OTLP over gRPC, every span sampled unless `OTEL_TRACES_SAMPLER`
+//! - `monitor`: [`Telemetry`] (OTLP as `OTEL_EXPORTER_OTLP_PROTOCOL` says, HTTP/protobuf by
+//!   default; every span sampled unless `OTEL_TRACES_SAMPLER`
 //!   says otherwise) and [`MonitorLayer::new`].
 //! - `peer_instrumentation_tower`: the same [`Telemetry`], and
 //!   `opentelemetry-instrumentation-tower`'s HTTP server layer (span and metrics) in place of
@@ -21,13 +22,13 @@
 //!   HTTP metrics.
 //!
 //! `LISTEN_ADDR` (default `127.0.0.1:3000`) is where it listens. The instrumented modes export
-//! to `OTEL_EXPORTER_OTLP_ENDPOINT` (default `http://localhost:4317`). SIGTERM or Ctrl-C stops
+//! to `OTEL_EXPORTER_OTLP_ENDPOINT` (default `http://localhost:4318`). SIGTERM or Ctrl-C stops
 //! the server, then flushes the telemetry.
 
 use std::{error::Error, process::ExitCode};
 
 use axum::{Json, Router, extract::Path, routing::get};
-use otel_monitor::{MonitorLayer, OtlpProtocol, Telemetry};
+use otel_monitor::{MonitorLayer, Telemetry};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -82,7 +83,6 @@ async fn run() -> Result<(), Box<dyn Error>> {
         _ => Some(
             Telemetry::builder()
                 .default_service_name("bench-server")
-                .otlp_protocol(OtlpProtocol::Grpc)
                 .init()?,
         ),
     };
