@@ -111,14 +111,20 @@ impl InFlight {
         }
         let span = self.cx.span();
         if span.is_recording() {
-            let mut attributes = Vec::with_capacity(1 + self.shared.response_headers.len());
-            attributes.push(KeyValue::new(HTTP_RESPONSE_STATUS_CODE, i64::from(status)));
-            record_headers(
-                response.headers(),
-                &self.shared.response_headers,
-                &mut attributes,
-            );
-            span.set_attributes(attributes);
+            let status_code = KeyValue::new(HTTP_RESPONSE_STATUS_CODE, i64::from(status));
+            if self.shared.response_headers.is_empty() {
+                // The usual case: no list to build for one attribute.
+                span.set_attribute(status_code);
+            } else {
+                let mut attributes = Vec::with_capacity(1 + self.shared.response_headers.len());
+                attributes.push(status_code);
+                record_headers(
+                    response.headers(),
+                    &self.shared.response_headers,
+                    &mut attributes,
+                );
+                span.set_attributes(attributes);
+            }
         }
         if self.shared.inject_trace_context && span.span_context().is_valid() {
             TraceContextPropagator::new()
