@@ -55,7 +55,9 @@ impl Exporter {
     const ACCEPTED_FOR_METRICS: &'static str =
         "otlp, console, none (comma-separated; prometheus needs the `prometheus` feature)";
 
-    /// Parses a comma-separated list as `OTEL_*_EXPORTER` holds it; `none` adds nothing.
+    /// Parses a comma-separated list as `OTEL_*_EXPORTER` holds it; `none` adds nothing, and
+    /// `prometheus` is accepted for `metrics` only.
+    #[cfg_attr(not(feature = "prometheus"), allow(unused_variables))]
     fn parse_list(value: &str, metrics: bool) -> Option<Vec<Self>> {
         let mut exporters = Vec::new();
         for name in value
@@ -74,7 +76,6 @@ impl Exporter {
                 exporters.push(exporter);
             }
         }
-        let _ = metrics;
         Some(exporters)
     }
 }
