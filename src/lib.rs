@@ -33,12 +33,12 @@
 #![warn(rust_2018_idioms, missing_debug_implementations)]
 
 mod config;
+mod direct_export;
 mod export_failures;
 mod host_metrics;
 mod http_metrics;
 mod layer;
 mod otlp_encoding;
-mod otlp_http;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod providers;

@@ -8,8 +8,8 @@ use opentelemetry_sdk::{
 use crate::{
     InitError,
     config::{Exporter, OtlpProtocol, Signal},
+    direct_export::DirectSpanExporter,
     export_failures::{FailureReport, Reporting},
-    otlp_http::DirectHttpSpanExporter,
 };
 
 /// The tracer provider, or `None` when traces are off.
@@ -24,8 +24,8 @@ pub(crate) fn tracer_provider(
     let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
     for exporter in &signal.exporters {
         builder = match exporter {
-            Exporter::Otlp if direct_http_applies(signal) => {
-                builder.with_batch_exporter(direct_http_span_exporter(signal, meter)?)
+            Exporter::Otlp if direct_export_applies(signal) => {
+                builder.with_batch_exporter(direct_span_exporter(signal, meter)?)
             }
             Exporter::Otlp => builder.with_batch_exporter(otlp_span_exporter(signal, meter)?),
             Exporter::Console => {
@@ -100,32 +100,36 @@ pub(crate) fn logger_provider(
     Ok(Some(builder.build()))
 }
 
-/// Whether spans go over OTLP/HTTP through the direct encoder: over HTTP/protobuf, unless
-/// compression is configured (the stock exporter compresses).
-fn direct_http_applies(signal: &Signal) -> bool {
+/// Whether spans go through the direct encoder ([`direct_export`](crate::direct_export)): unless
+/// compression is configured, or a gRPC endpoint is not plain `http://` (TLS, or no scheme and
+/// `OTEL_EXPORTER_OTLP_INSECURE` to read), which the stock exporter handles.
+fn direct_export_applies(signal: &Signal) -> bool {
     let compressed = [
         "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
         "OTEL_EXPORTER_OTLP_COMPRESSION",
     ]
     .iter()
     .any(|variable| std::env::var_os(variable).is_some_and(|value| !value.is_empty()));
-    signal.protocol == OtlpProtocol::HttpProtobuf && !compressed
+    let plain_grpc = || otlp_destination(signal, "TRACES", "v1/traces").starts_with("http://");
+    !compressed && (signal.protocol == OtlpProtocol::HttpProtobuf || plain_grpc())
 }
 
-/// The OTLP/HTTP span exporter with the direct encoder, counting and reporting the spans it
-/// cannot deliver.
-fn direct_http_span_exporter(
+/// The OTLP span exporter with the direct encoder, counting and reporting the spans it cannot
+/// deliver.
+fn direct_span_exporter(
     signal: &Signal,
     meter: &opentelemetry::metrics::Meter,
-) -> Result<Reporting<DirectHttpSpanExporter>, InitError> {
+) -> Result<Reporting<DirectSpanExporter>, InitError> {
     let destination = otlp_destination(signal, "TRACES", "v1/traces");
     let exporter =
-        DirectHttpSpanExporter::from_env(&destination).map_err(|source| InitError::Exporter {
-            signal: "traces",
-            source,
+        DirectSpanExporter::from_env(signal.protocol, &destination).map_err(|source| {
+            InitError::Exporter {
+                signal: "traces",
+                source,
+            }
         })?;
-    let report =
-        FailureReport::new("traces", destination).counting_spans(meter, "otlp_http_span_exporter");
+    let report = FailureReport::new("traces", destination)
+        .counting_spans(meter, span_component_type(signal.protocol));
     Ok(Reporting::new(exporter, report))
 }
 
@@ -134,23 +138,26 @@ fn otlp_span_exporter(
     signal: &Signal,
     meter: &opentelemetry::metrics::Meter,
 ) -> Result<Reporting<SpanExporter>, InitError> {
-    let (exporter, component_type) = match signal.protocol {
-        OtlpProtocol::Grpc => (
-            SpanExporter::builder().with_tonic().build(),
-            "otlp_grpc_span_exporter",
-        ),
-        OtlpProtocol::HttpProtobuf => (
-            SpanExporter::builder().with_http().build(),
-            "otlp_http_span_exporter",
-        ),
+    let exporter = match signal.protocol {
+        OtlpProtocol::Grpc => SpanExporter::builder().with_tonic().build(),
+        OtlpProtocol::HttpProtobuf => SpanExporter::builder().with_http().build(),
     };
     let exporter = exporter.map_err(|source| InitError::Exporter {
         signal: "traces",
         source,
     })?;
     let report = FailureReport::new("traces", otlp_destination(signal, "TRACES", "v1/traces"))
-        .counting_spans(meter, component_type);
+        .counting_spans(meter, span_component_type(signal.protocol));
     Ok(Reporting::new(exporter, report))
+}
+
+/// The `otel.component.type` of the span exporter, as the SDK self-observability conventions
+/// name it.
+fn span_component_type(protocol: OtlpProtocol) -> &'static str {
+    match protocol {
+        OtlpProtocol::Grpc => "otlp_grpc_span_exporter",
+        OtlpProtocol::HttpProtobuf => "otlp_http_span_exporter",
+    }
 }
 
 /// The OTLP metric exporter, reporting the exports it cannot deliver.

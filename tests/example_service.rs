@@ -290,6 +290,43 @@ async fn host_metrics_are_on_by_default_and_the_switch_turns_them_off() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn span_exports_carry_the_configured_headers_over_both_protocols() {
+    for protocol in ["http/protobuf", "grpc"] {
+        let receiver = OtlpReceiver::start().await;
+        let endpoint = match protocol {
+            "grpc" => receiver.grpc_endpoint(),
+            _ => receiver.http_endpoint(),
+        };
+        let service = ExampleService::start(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=not-for-traces"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "x-tenant=blue%20team, authorization=Bearer%20t0k%3Den",
+            ),
+        ]);
+        get(&service.url("/users/7"), &[]).await;
+        assert!(service.stop().status.success(), "{protocol}");
+        // The process flushed and exited: its spans have arrived.
+        assert!(
+            receiver
+                .spans()
+                .iter()
+                .any(|span| span.span.name == "GET /users/{id}"),
+            "{protocol}: no request span"
+        );
+        let exports = receiver.trace_export_headers();
+        assert!(!exports.is_empty(), "{protocol}: no trace export");
+        for headers in exports {
+            let header = |name| headers.get(name).and_then(|value| value.to_str().ok());
+            assert_eq!(header("x-tenant"), Some("blue team"), "{protocol}");
+            assert_eq!(header("authorization"), Some("Bearer t0k=en"), "{protocol}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_that_never_answers_does_not_hold_requests_or_shutdown() {
     // Accepts connections and never answers: the worst collector, a black hole.
     let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

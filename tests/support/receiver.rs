@@ -47,6 +47,8 @@ struct Received {
     traces: Vec<ExportTraceServiceRequest>,
     metrics: Vec<ExportMetricsServiceRequest>,
     logs: Vec<ExportLogsServiceRequest>,
+    /// The HTTP headers or gRPC metadata of each trace export.
+    trace_headers: Vec<HeaderMap>,
     http_requests: usize,
     grpc_requests: usize,
 }
@@ -127,6 +129,11 @@ impl OtlpReceiver {
     /// The HTTP base endpoint, like `http://127.0.0.1:PORT` (without `/v1/...`).
     pub fn http_endpoint(&self) -> String {
         format!("http://{}", self.http_addr)
+    }
+
+    /// The HTTP headers, or the gRPC metadata, of every trace export so far.
+    pub fn trace_export_headers(&self) -> Vec<HeaderMap> {
+        lock(&self.received).trace_headers.clone()
     }
 
     /// How many export requests arrived over each transport: `(http, grpc)`.
@@ -399,7 +406,11 @@ impl TraceService for GrpcSink {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.record(|r| r.traces.push(request.into_inner()));
+        self.record(|r| {
+            r.trace_headers
+                .push(request.metadata().clone().into_headers());
+            r.traces.push(request.into_inner());
+        });
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -428,7 +439,8 @@ impl LogsService for GrpcSink {
 
 async fn http_traces(State(received): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     http_export::<_, ExportTraceServiceResponse>(&received, &headers, &body, |r, req| {
-        r.traces.push(req)
+        r.trace_headers.push(headers.clone());
+        r.traces.push(req);
     })
 }
 
