@@ -6,13 +6,16 @@
 //! [`BoundHistogram`] has done it once. So each combination is bound on its first request and the
 //! bound instruments are kept, up to [`MAX_BOUND_SERIES`] combinations (past that, for a service
 //! whose routes are not templates, recording falls back to attribute lists, and the SDK's own
-//! cardinality limit applies).
+//! cardinality limit applies). Finding a combination's bound instruments is a hash of a few words
+//! (FxHash: the keys are the service's own routes and status codes, not a client's choice); the
+//! active requests, with at most 20 combinations, are found by a linear search.
 
 use std::{
     borrow::Cow,
-    collections::HashMap,
     sync::{Arc, PoisonError, RwLock},
 };
+
+use rustc_hash::FxHashMap;
 
 use opentelemetry::{
     KeyValue,
@@ -48,8 +51,9 @@ pub(crate) struct HttpServerMetrics {
     request_body_size: Histogram<u64>,
     /// `http.server.response.body.size`, bytes written to the response body.
     response_body_size: Histogram<u64>,
-    completed: RwLock<HashMap<Series, Arc<CompletedSeries>>>,
-    active: RwLock<HashMap<ActiveSeries, BoundUpDownCounter<i64>>>,
+    completed: RwLock<FxHashMap<Series, CompletedSeries>>,
+    /// At most one entry per method (10) and scheme (2).
+    active: RwLock<Vec<(ActiveSeries, BoundUpDownCounter<i64>)>>,
 }
 
 /// The attributes of a completed request's measurements.
@@ -64,7 +68,7 @@ pub(crate) struct Series {
 }
 
 /// The attributes of `http.server.active_requests`: only what is known when a request starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ActiveSeries {
     pub(crate) method: &'static str,
     pub(crate) scheme: &'static str,
@@ -75,6 +79,14 @@ struct CompletedSeries {
     duration: BoundHistogram<f64>,
     request_body_size: BoundHistogram<u64>,
     response_body_size: BoundHistogram<u64>,
+}
+
+impl CompletedSeries {
+    fn record(&self, duration: f64, request_body_bytes: u64, response_body_bytes: u64) {
+        self.duration.record(duration);
+        self.request_body_size.record(request_body_bytes);
+        self.response_body_size.record(response_body_bytes);
+    }
 }
 
 impl Series {
@@ -139,19 +151,21 @@ impl HttpServerMetrics {
 
     /// Adds `change` (1 when a request starts, -1 when it ends) to the active requests.
     pub(crate) fn add_active(&self, series: ActiveSeries, change: i64) {
-        if let Some(bound) = self
-            .active
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&series)
+        let find = |active: &[(ActiveSeries, BoundUpDownCounter<i64>)]| {
+            active.iter().position(|(known, _)| *known == series)
+        };
         {
-            return bound.add(change);
+            let active = self.active.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(index) = find(&active) {
+                return active[index].1.add(change);
+            }
         }
         let mut active = self.active.write().unwrap_or_else(PoisonError::into_inner);
-        active
-            .entry(series)
-            .or_insert_with(|| self.active_requests.bind(&series.attributes()))
-            .add(change);
+        let index = find(&active).unwrap_or_else(|| {
+            active.push((series, self.active_requests.bind(&series.attributes())));
+            active.len() - 1
+        });
+        active[index].1.add(change);
     }
 
     /// Records a completed request's duration (seconds) and body sizes (bytes).
@@ -162,46 +176,126 @@ impl HttpServerMetrics {
         request_body_bytes: u64,
         response_body_bytes: u64,
     ) {
-        let bound = self
+        if let Some(bound) = self
             .completed
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&series)
-            .cloned();
-        let bound = bound.or_else(|| {
-            let mut completed = self
-                .completed
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(bound) = completed.get(&series) {
-                return Some(bound.clone());
-            }
-            if completed.len() >= MAX_BOUND_SERIES {
-                return None;
-            }
+        {
+            return bound.record(duration, request_body_bytes, response_body_bytes);
+        }
+        let mut completed = self
+            .completed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !completed.contains_key(&series) && completed.len() >= MAX_BOUND_SERIES {
+            drop(completed);
             let attributes = series.attributes();
-            let bound = Arc::new(CompletedSeries {
-                duration: self.duration.bind(&attributes),
-                request_body_size: self.request_body_size.bind(&attributes),
-                response_body_size: self.response_body_size.bind(&attributes),
-            });
-            completed.insert(series.clone(), bound.clone());
-            Some(bound)
-        });
-        match bound {
-            Some(bound) => {
-                bound.duration.record(duration);
-                bound.request_body_size.record(request_body_bytes);
-                bound.response_body_size.record(response_body_bytes);
-            }
-            None => {
+            self.duration.record(duration, &attributes);
+            self.request_body_size
+                .record(request_body_bytes, &attributes);
+            self.response_body_size
+                .record(response_body_bytes, &attributes);
+            return;
+        }
+        completed
+            .entry(series)
+            .or_insert_with_key(|series| {
                 let attributes = series.attributes();
-                self.duration.record(duration, &attributes);
-                self.request_body_size
-                    .record(request_body_bytes, &attributes);
-                self.response_body_size
-                    .record(response_body_bytes, &attributes);
+                CompletedSeries {
+                    duration: self.duration.bind(&attributes),
+                    request_body_size: self.request_body_size.bind(&attributes),
+                    response_body_size: self.response_body_size.bind(&attributes),
+                }
+            })
+            .record(duration, request_body_bytes, response_body_bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::{
+        InMemoryMetricExporter, PeriodicReader, SdkMeterProvider,
+        data::{AggregatedMetrics, MetricData},
+    };
+
+    use super::*;
+
+    fn series(route: &str, status_code: u16) -> Series {
+        Series {
+            method: "GET",
+            scheme: "http",
+            protocol_version: "1.1",
+            route: Some(Arc::from(route)),
+            status_code: Some(status_code),
+            error_type: None,
+        }
+    }
+
+    #[test]
+    fn every_series_is_recorded_past_the_bound_ones() {
+        let exporter = InMemoryMetricExporter::default();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(exporter.clone()).build())
+            .build();
+        let metrics = HttpServerMetrics::new(&provider.meter("test"));
+        let routes = MAX_BOUND_SERIES + 5;
+        for _ in 0..2 {
+            for route in 0..routes {
+                metrics.record_completed(series(&format!("/r{route}"), 200), 0.01, 0, 22);
             }
         }
+        let active = ActiveSeries {
+            method: "GET",
+            scheme: "http",
+        };
+        let other = ActiveSeries {
+            method: "POST",
+            scheme: "https",
+        };
+        for change in [1, 1, -1] {
+            metrics.add_active(active, change);
+        }
+        metrics.add_active(other, 1);
+        provider.force_flush().unwrap();
+
+        let exported = exporter.get_finished_metrics().unwrap();
+        let metric = |name: &str| {
+            exported
+                .iter()
+                .flat_map(|resource| resource.scope_metrics())
+                .flat_map(|scope| scope.metrics())
+                .find(|metric| metric.name() == name)
+                .map(|metric| metric.data())
+                .unwrap_or_else(|| panic!("{name} was not exported"))
+        };
+        let AggregatedMetrics::F64(MetricData::Histogram(duration)) =
+            metric(HTTP_SERVER_REQUEST_DURATION)
+        else {
+            panic!("the duration is an f64 histogram");
+        };
+        let counts: Vec<u64> = duration.data_points().map(|point| point.count()).collect();
+        assert_eq!(counts.len(), routes, "one series per route");
+        assert!(counts.iter().all(|&count| count == 2), "{counts:?}");
+
+        let AggregatedMetrics::I64(MetricData::Sum(active_requests)) =
+            metric(HTTP_SERVER_ACTIVE_REQUESTS)
+        else {
+            panic!("the active requests are an i64 sum");
+        };
+        let mut values: Vec<(String, i64)> = active_requests
+            .data_points()
+            .map(|point| {
+                let method = point
+                    .attributes()
+                    .find(|attribute| attribute.key.as_str() == HTTP_REQUEST_METHOD)
+                    .map(|attribute| attribute.value.to_string())
+                    .unwrap_or_default();
+                (method, point.value())
+            })
+            .collect();
+        values.sort();
+        assert_eq!(values, [("GET".to_owned(), 1), ("POST".to_owned(), 1)]);
     }
 }

@@ -7,9 +7,10 @@
 
 use std::{
     borrow::Cow,
-    collections::HashMap,
     sync::{Arc, PoisonError, RwLock},
 };
+
+use rustc_hash::FxHashMap;
 
 /// How many (method, route) span names are kept.
 const MAX_NAMES: usize = 1_000;
@@ -17,7 +18,8 @@ const MAX_NAMES: usize = 1_000;
 /// The routes seen so far, with the span names made from them.
 #[derive(Debug, Default)]
 pub(crate) struct Routes {
-    seen: RwLock<HashMap<Box<str>, Route>>,
+    /// Hashed with FxHash: the keys are the service's own route templates.
+    seen: RwLock<FxHashMap<Box<str>, Route>>,
 }
 
 #[derive(Debug)]
