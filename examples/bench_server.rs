@@ -20,6 +20,11 @@
 //!   `TRACE` level on the target `otel::tracing`, so `RUST_LOG` must enable it
 //!   (`RUST_LOG=info,otel::tracing=trace`): the server refuses to start otherwise. It records no
 //!   HTTP metrics.
+//! - `peer_instrumentation_tower_stock`, `peer_axum_tracing_otel_stock`: the same peers on the
+//!   pipeline their users build by hand instead of [`Telemetry`]: `opentelemetry-otlp`'s stock
+//!   span and metric exporters (over `OTEL_EXPORTER_OTLP_PROTOCOL`), a batch span processor and a
+//!   periodic metric reader, installed as the global providers; for the `tracing` peer, a
+//!   subscriber of `tracing-opentelemetry`'s layer alone. No logs, no host metrics.
 //!
 //! `LISTEN_ADDR` (default `127.0.0.1:3000`) is where it listens. The instrumented modes export
 //! to `OTEL_EXPORTER_OTLP_ENDPOINT` (default `http://localhost:4318`). SIGTERM or Ctrl-C stops
@@ -28,7 +33,16 @@
 use std::{error::Error, process::ExitCode};
 
 use axum::{Json, Router, extract::Path, routing::get};
-use otel_monitor::{MonitorLayer, Telemetry};
+use otel_monitor::{
+    MonitorLayer, Telemetry,
+    opentelemetry::{global, trace::TracerProvider as _},
+    opentelemetry_otlp::{MetricExporter, SpanExporter},
+    opentelemetry_sdk::{
+        Resource, metrics::SdkMeterProvider, propagation::TraceContextPropagator,
+        trace::SdkTracerProvider,
+    },
+};
+use tracing_subscriber::layer::SubscriberExt as _;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -36,6 +50,8 @@ enum Mode {
     Monitor,
     PeerInstrumentationTower,
     PeerAxumTracingOtel,
+    PeerInstrumentationTowerStock,
+    PeerAxumTracingOtelStock,
 }
 
 impl Mode {
@@ -46,9 +62,12 @@ impl Mode {
             "monitor" => Ok(Self::Monitor),
             "peer_instrumentation_tower" => Ok(Self::PeerInstrumentationTower),
             "peer_axum_tracing_otel" => Ok(Self::PeerAxumTracingOtel),
+            "peer_instrumentation_tower_stock" => Ok(Self::PeerInstrumentationTowerStock),
+            "peer_axum_tracing_otel_stock" => Ok(Self::PeerAxumTracingOtelStock),
             other => Err(format!(
-                "BENCH_MODE={other:?}: expected bare, monitor, peer_instrumentation_tower \
-                 or peer_axum_tracing_otel"
+                "BENCH_MODE={other:?}: expected bare, monitor, peer_instrumentation_tower, \
+                 peer_axum_tracing_otel, peer_instrumentation_tower_stock \
+                 or peer_axum_tracing_otel_stock"
             )),
         }
     }
@@ -76,16 +95,78 @@ async fn main() -> ExitCode {
     }
 }
 
+/// The pipeline a peer's user builds by hand: the stock OTLP exporters, as the global providers.
+struct StockPipeline {
+    tracer_provider: SdkTracerProvider,
+    meter_provider: SdkMeterProvider,
+}
+
+impl StockPipeline {
+    fn install() -> Result<Self, Box<dyn Error>> {
+        let grpc = std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL").as_deref() == Ok("grpc");
+        let (spans, metrics) = if grpc {
+            (
+                SpanExporter::builder().with_tonic().build()?,
+                MetricExporter::builder().with_tonic().build()?,
+            )
+        } else {
+            (
+                SpanExporter::builder().with_http().build()?,
+                MetricExporter::builder().with_http().build()?,
+            )
+        };
+        let resource = Resource::builder()
+            .with_service_name("bench-server")
+            .build();
+        // The meter provider first: the batch span processor counts its spans with the global
+        // meter provider it finds when it is built.
+        let meter_provider = SdkMeterProvider::builder()
+            .with_resource(resource.clone())
+            .with_periodic_exporter(metrics)
+            .build();
+        global::set_meter_provider(meter_provider.clone());
+        let tracer_provider = SdkTracerProvider::builder()
+            .with_resource(resource)
+            .with_batch_exporter(spans)
+            .build();
+        global::set_tracer_provider(tracer_provider.clone());
+        global::set_text_map_propagator(TraceContextPropagator::new());
+        Ok(Self {
+            tracer_provider,
+            meter_provider,
+        })
+    }
+
+    fn shutdown(self) -> Result<(), Box<dyn Error>> {
+        self.tracer_provider.shutdown()?;
+        self.meter_provider.shutdown()?;
+        Ok(())
+    }
+}
+
 async fn run() -> Result<(), Box<dyn Error>> {
     let mode = Mode::from_env()?;
     let telemetry = match mode {
-        Mode::Bare => None,
+        Mode::Bare | Mode::PeerInstrumentationTowerStock | Mode::PeerAxumTracingOtelStock => None,
         _ => Some(
             Telemetry::builder()
                 .default_service_name("bench-server")
                 .init()?,
         ),
     };
+    let stock = match mode {
+        Mode::PeerInstrumentationTowerStock | Mode::PeerAxumTracingOtelStock => {
+            Some(StockPipeline::install()?)
+        }
+        _ => None,
+    };
+    if let (Mode::PeerAxumTracingOtelStock, Some(stock)) = (mode, &stock) {
+        let tracer = stock.tracer_provider.tracer("bench-server");
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::registry()
+                .with(otel_monitor::tracing_opentelemetry::layer().with_tracer(tracer)),
+        )?;
+    }
     if mode == Mode::PeerAxumTracingOtel
         && !tracing::enabled!(target: "otel::tracing", tracing::Level::TRACE)
     {
@@ -99,10 +180,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
         Mode::Bare => app,
         Mode::Monitor => app.layer(MonitorLayer::new()),
         // Built after Telemetry::init: it takes the global tracer and meter when it is built.
-        Mode::PeerInstrumentationTower => {
+        Mode::PeerInstrumentationTower | Mode::PeerInstrumentationTowerStock => {
             app.layer(opentelemetry_instrumentation_tower::http::server::Layer::new())
         }
-        Mode::PeerAxumTracingOtel => {
+        Mode::PeerAxumTracingOtel | Mode::PeerAxumTracingOtelStock => {
             app.layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default())
         }
     };
@@ -123,6 +204,9 @@ async fn run() -> Result<(), Box<dyn Error>> {
 
     if let Some(telemetry) = telemetry {
         telemetry.shutdown()?;
+    }
+    if let Some(stock) = stock {
+        stock.shutdown()?;
     }
     Ok(())
 }
