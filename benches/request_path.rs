@@ -4,13 +4,17 @@
 //! - `bare`: no layer, the baseline every ratio in BENCHMARKS.md divides by.
 //! - `noop`: the layer with no provider installed (OpenTelemetry's no-op tracer and meter).
 //! - `traces`: a real SDK tracer provider; its processor encodes every 512 spans into an OTLP
-//!   protobuf request on the calling thread, as the batch exporter would, and sends it nowhere.
+//!   protobuf request on the calling thread, as otel-monitor's span exporter does (straight from
+//!   `SpanData`), and sends it nowhere.
 //! - `metrics`: a real SDK meter provider (periodic reader, exporter encoding to OTLP protobuf).
 //! - `full`: traces and metrics.
+//! - `full_stock_encoding`: full, its spans encoded as `opentelemetry-otlp`'s stock exporter does
+//!   (conversion to `opentelemetry-proto`'s structs, then prost).
 //! - `sampled_out`: full, with a sampler that drops every trace.
 //!
 //! Peers on the same opentelemetry 0.33, each with its own providers built exactly like the ones
-//! above (the same encoding span processor, the same periodic reader and metric exporter):
+//! of `full` (the same encoding span processor, the same periodic reader and metric exporter),
+//! and again with the stock span encoding, as their users export (rows ending in `_stock`):
 //!
 //! - `peer_instrumentation_tower`: `opentelemetry-instrumentation-tower`'s HTTP server layer
 //!   (`http::server::Layer`, feature `axum` for the route), span and metrics. It reads the global
@@ -18,7 +22,7 @@
 //! - `peer_axum_tracing_otel`: `axum-tracing-opentelemetry`'s `OtelAxumLayer`, whose `tracing`
 //!   span becomes an OpenTelemetry span through a `tracing-opentelemetry` layer bound to an SDK
 //!   tracer. It records no HTTP metrics. Its subscriber is the thread's default only while its
-//!   row runs (the last one), so the other rows run with no subscriber at all.
+//!   rows run, so the other rows run with no subscriber at all.
 //!
 //! Run with `cargo bench --bench request_path`; the figures, the hardware and the command are in
 //! BENCHMARKS.md.
@@ -48,14 +52,14 @@ use opentelemetry_sdk::{
     trace::{Sampler, SdkTracerProvider, Span, SpanData, SpanProcessor},
 };
 use otel_monitor::MonitorLayer;
-use support::{EncodingMetricExporter, EncodingProcessor};
+use support::{EncodingMetricExporter, EncodingProcessor, SpanEncoding};
 use tower::ServiceExt;
 use tracing_subscriber::layer::SubscriberExt as _;
 
-fn tracer_provider(sampler: Sampler) -> SdkTracerProvider {
+fn tracer_provider(sampler: Sampler, encoding: SpanEncoding) -> SdkTracerProvider {
     SdkTracerProvider::builder()
         .with_sampler(sampler)
-        .with_span_processor(EncodingProcessor::default())
+        .with_span_processor(EncodingProcessor::new(encoding))
         .with_resource(Resource::builder().with_service_name("bench").build())
         .build()
 }
@@ -90,8 +94,9 @@ fn bench_request_path(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let traces = tracer_provider(Sampler::AlwaysOn);
-    let sampled_out = tracer_provider(Sampler::AlwaysOff);
+    let traces = tracer_provider(Sampler::AlwaysOn, SpanEncoding::Direct);
+    let stock_traces = tracer_provider(Sampler::AlwaysOn, SpanEncoding::Stock);
+    let sampled_out = tracer_provider(Sampler::AlwaysOff, SpanEncoding::Direct);
     let metrics = meter_provider();
     let noop_meter = opentelemetry::metrics::noop::NoopMeterProvider::new().meter("bench");
     let noop_tracer = opentelemetry::trace::noop::NoopTracerProvider::new().tracer("bench");
@@ -115,6 +120,10 @@ fn bench_request_path(c: &mut Criterion) {
         ("metrics", app().layer(layer(None, Some(&metrics)))),
         ("full", app().layer(layer(Some(&traces), Some(&metrics)))),
         (
+            "full_stock_encoding",
+            app().layer(layer(Some(&stock_traces), Some(&metrics))),
+        ),
+        (
             "sampled_out",
             app().layer(layer(Some(&sampled_out), Some(&metrics))),
         ),
@@ -127,19 +136,26 @@ fn bench_request_path(c: &mut Criterion) {
 
     // The peers, each with providers of its own, built like the ones above.
     check_peers_record(&runtime);
-    let tower_traces = tracer_provider(Sampler::AlwaysOn);
-    let tower_metrics = meter_provider();
-    bench_router(
-        &mut group,
-        &runtime,
-        "peer_instrumentation_tower",
-        peer_instrumentation_tower(&tower_traces, &tower_metrics),
-    );
-    let tracing_traces = tracer_provider(Sampler::AlwaysOn);
-    let (router, subscriber) = peer_axum_tracing_otel(&tracing_traces);
-    let subscriber_guard = tracing::subscriber::set_default(subscriber);
-    bench_router(&mut group, &runtime, "peer_axum_tracing_otel", router);
-    drop(subscriber_guard);
+    for (suffix, encoding) in [("", SpanEncoding::Direct), ("_stock", SpanEncoding::Stock)] {
+        let tower_traces = tracer_provider(Sampler::AlwaysOn, encoding);
+        let tower_metrics = meter_provider();
+        bench_router(
+            &mut group,
+            &runtime,
+            &format!("peer_instrumentation_tower{suffix}"),
+            peer_instrumentation_tower(&tower_traces, &tower_metrics),
+        );
+        let tracing_traces = tracer_provider(Sampler::AlwaysOn, encoding);
+        let (router, subscriber) = peer_axum_tracing_otel(&tracing_traces);
+        let subscriber_guard = tracing::subscriber::set_default(subscriber);
+        bench_router(
+            &mut group,
+            &runtime,
+            &format!("peer_axum_tracing_otel{suffix}"),
+            router,
+        );
+        drop(subscriber_guard);
+    }
     group.finish();
 }
 

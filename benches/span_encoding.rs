@@ -10,12 +10,7 @@
 //!
 //! Run with `cargo bench --bench span_encoding`; the figures are in BENCHMARKS.md.
 
-// The encoder is crate-private; the bench compiles the same source file as its own module.
-// Under `cargo clippy --all-targets` that includes the module's unit tests, which a bench without
-// the test harness never calls.
-#[path = "../src/otlp_encoding.rs"]
-#[allow(dead_code)]
-mod otlp_encoding;
+mod support;
 
 use std::{
     borrow::Cow,
@@ -128,7 +123,7 @@ fn bench_span_encoding(c: &mut Criterion) {
     };
     let direct = |spans: Vec<SpanData>| {
         let mut buffer = Vec::new();
-        otlp_encoding::encode_export_request(&resource, &spans, &mut buffer);
+        support::otlp_encoding::encode_export_request(&resource, &spans, &mut buffer);
         buffer
     };
     assert_eq!(

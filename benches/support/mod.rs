@@ -4,6 +4,12 @@
 // Each benchmark is its own crate and uses part of this module.
 #![allow(dead_code)]
 
+// otel-monitor's span encoder is crate-private; the benches compile the same source file as their
+// own module. Under `cargo clippy --all-targets` that includes the module's unit tests, which a
+// bench without the test harness never calls.
+#[path = "../../src/otlp_encoding.rs"]
+pub mod otlp_encoding;
+
 use std::{sync::Mutex, time::Duration};
 
 use opentelemetry::Context;
@@ -24,15 +30,35 @@ use opentelemetry_sdk::{
 };
 use prost::Message;
 
-/// What the OTLP exporter does with a batch of spans, short of the network.
-#[derive(Debug, Default)]
+/// How a batch of spans becomes an OTLP request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpanEncoding {
+    /// otel-monitor's exporters: straight from `SpanData` (`src/otlp_encoding.rs`).
+    Direct,
+    /// `opentelemetry-otlp`'s exporters: converted to `opentelemetry-proto`'s structs, then prost.
+    Stock,
+}
+
+/// What an OTLP span exporter does with a batch of spans, short of the network.
+#[derive(Debug)]
 pub struct EncodingProcessor {
-    resource: ResourceAttributesWithSchema,
+    encoding: SpanEncoding,
+    resource: Resource,
+    stock_resource: ResourceAttributesWithSchema,
     batch: Mutex<Vec<SpanData>>,
 }
 
 impl EncodingProcessor {
     pub const BATCH_SIZE: usize = 512;
+
+    pub fn new(encoding: SpanEncoding) -> Self {
+        Self {
+            encoding,
+            resource: Resource::builder_empty().build(),
+            stock_resource: ResourceAttributesWithSchema::default(),
+            batch: Mutex::default(),
+        }
+    }
 }
 
 impl SpanProcessor for EncodingProcessor {
@@ -43,10 +69,18 @@ impl SpanProcessor for EncodingProcessor {
         batch.push(span);
         if batch.len() == Self::BATCH_SIZE {
             let spans = std::mem::take(&mut *batch);
-            let request = ExportTraceServiceRequest {
-                resource_spans: group_spans_by_resource_and_scope(spans, &self.resource),
+            let encoded = match self.encoding {
+                SpanEncoding::Direct => {
+                    let mut buffer = Vec::with_capacity(spans.len() * 512);
+                    otlp_encoding::encode_export_request(&self.resource, &spans, &mut buffer);
+                    buffer
+                }
+                SpanEncoding::Stock => ExportTraceServiceRequest {
+                    resource_spans: group_spans_by_resource_and_scope(spans, &self.stock_resource),
+                }
+                .encode_to_vec(),
             };
-            std::hint::black_box(request.encode_to_vec());
+            std::hint::black_box(encoded);
         }
     }
 
@@ -59,7 +93,8 @@ impl SpanProcessor for EncodingProcessor {
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.resource = resource.into();
+        self.resource = resource.clone();
+        self.stock_resource = resource.into();
     }
 }
 
