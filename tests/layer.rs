@@ -3,7 +3,14 @@
 
 mod support;
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use axum::{
     Router,
@@ -12,7 +19,13 @@ use axum::{
     routing::get,
 };
 use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::{
+    Context,
+    trace::{
+        SpanBuilder, Tracer, TracerProvider as _,
+        noop::{NoopSpan, NoopTracer},
+    },
+};
 use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig};
 use opentelemetry_proto::tonic::{
     common::v1::any_value::Value as AnyValue,
@@ -356,6 +369,51 @@ async fn an_incoming_traceparent_is_the_parent_and_a_malformed_one_starts_a_new_
         fresh_headers["traceparent"],
         format!("00-{}-{}-01", fresh.trace_id_hex(), fresh.span_id_hex())
     );
+}
+
+/// OpenTelemetry's no-op tracer, counting the spans asked of it.
+#[derive(Debug, Clone, Default)]
+struct CountingNoopTracer(Arc<AtomicUsize>);
+
+impl Tracer for CountingNoopTracer {
+    type Span = NoopSpan;
+
+    fn build_with_context(&self, builder: SpanBuilder, parent_cx: &Context) -> NoopSpan {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        NoopTracer::new().build_with_context(builder, parent_cx)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_noop_tracer_the_context_passes_through_and_the_metrics_are_recorded() {
+    let tracer = CountingNoopTracer::default();
+    let app = {
+        let tracer = tracer.clone();
+        Monitored::start(|layer| layer.tracer(tracer).inject_trace_context(true)).await
+    };
+    let (status, headers, _) = app.get("/users/1", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        !headers.contains_key("traceparent"),
+        "a no-op tracer starts no trace: {headers:?}"
+    );
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for _ in 0..3 {
+        let (status, headers, _) = app.get("/users/2", &[("traceparent", traceparent)]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            headers["traceparent"], traceparent,
+            "the incoming context passes through"
+        );
+    }
+    assert_eq!(
+        tracer.0.load(Ordering::SeqCst),
+        1,
+        "once the tracer has shown it is a no-op, no more spans are asked of it"
+    );
+    let duration = app.metric("http.server.request.duration").await;
+    let requests: u64 = histogram(&duration).iter().map(|point| point.count).sum();
+    assert_eq!(requests, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,11 @@
 //! The life of one request: its span and its metrics, from the first byte in to the last
 //! byte out, ended exactly once whatever way it ends.
+//!
+//! A tracer that gives a root span an invalid context is a no-op: OpenTelemetry's own, when no
+//! tracer provider is installed or the SDK is disabled (an SDK tracer gives every root span a
+//! valid context, sampled or not). Once one has been seen, the requests that follow start no
+//! span: their context is the incoming one, passed through, which is what the no-op span would
+//! have carried, and the metrics are recorded as before.
 
 use std::{
     borrow::Cow,
@@ -37,6 +43,8 @@ pub(crate) struct InFlight {
     facts: RequestFacts,
     /// The request's context, holding its span.
     cx: Context,
+    /// Whether the span of `cx` was started here (not when the tracer is a no-op).
+    owns_span: bool,
     started: Instant,
     started_at: SystemTime,
     request_body_bytes: Arc<AtomicU64>,
@@ -63,20 +71,32 @@ impl InFlight {
 
         let started_at = SystemTime::now();
         let started = Instant::now();
-        let mut span = shared
-            .tracer
-            .span_builder(facts.span_name.clone())
-            .with_kind(SpanKind::Server)
-            .with_start_time(started_at)
-            .with_attributes(facts.sampling_attributes(request))
-            .start_with_context(&shared.tracer, &parent);
-        if span.is_recording() {
-            span.set_attributes(facts.recording_attributes(request, &shared.request_headers));
-        }
+        let owns_span = !shared.tracer_is_noop.load(Ordering::Relaxed);
+        let cx = if owns_span {
+            let mut span = shared
+                .tracer
+                .span_builder(facts.span_name.clone())
+                .with_kind(SpanKind::Server)
+                .with_start_time(started_at)
+                .with_attributes(facts.sampling_attributes(request))
+                .start_with_context(&shared.tracer, &parent);
+            if span.is_recording() {
+                span.set_attributes(facts.recording_attributes(request, &shared.request_headers));
+            } else if !span.span_context().is_valid()
+                && !parent.span().span_context().is_valid()
+                && !parent.is_telemetry_suppressed()
+            {
+                shared.tracer_is_noop.store(true, Ordering::Relaxed);
+            }
+            parent.with_span(span)
+        } else {
+            parent
+        };
         shared.metrics.add_active(facts.active_series(), 1);
 
         Self {
-            cx: parent.with_span(span),
+            cx,
+            owns_span,
             facts,
             started,
             started_at,
@@ -110,7 +130,7 @@ impl InFlight {
             self.failed = true;
         }
         let span = self.cx.span();
-        if span.is_recording() {
+        if self.owns_span && span.is_recording() {
             let status_code = KeyValue::new(HTTP_RESPONSE_STATUS_CODE, i64::from(status));
             if self.shared.response_headers.is_empty() {
                 // The usual case: no list to build for one attribute.
@@ -173,17 +193,20 @@ impl Drop for InFlight {
         );
         metrics.add_active(facts.active_series(), -1);
 
-        let span = self.cx.span();
-        if span.is_recording() {
-            if let Some(error_type) = &self.error_type {
-                span.set_attribute(KeyValue::new(ERROR_TYPE, error_type.clone()));
+        if self.owns_span {
+            let span = self.cx.span();
+            if span.is_recording() {
+                if let Some(error_type) = &self.error_type {
+                    span.set_attribute(KeyValue::new(ERROR_TYPE, error_type.clone()));
+                }
+                // 4xx and a client that went away are not the server's failures: status stays
+                // unset.
+                if self.failed {
+                    span.set_status(Status::error(""));
+                }
             }
-            // 4xx and a client that went away are not the server's failures: status stays unset.
-            if self.failed {
-                span.set_status(Status::error(""));
-            }
+            span.end_with_timestamp(self.started_at + elapsed);
         }
-        span.end_with_timestamp(self.started_at + elapsed);
 
         if let Some(path) = &self.path {
             let _in_request = self.cx.clone().attach();

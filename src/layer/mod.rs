@@ -18,7 +18,10 @@ pub use body::{RequestBody, ResponseBody};
 pub use future::ResponseFuture;
 pub use service::MonitorService;
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    sync::{Arc, atomic::AtomicBool},
+};
 
 use http::HeaderName;
 use opentelemetry::{
@@ -78,6 +81,9 @@ type PathFilter = Box<dyn Fn(&str) -> bool + Send + Sync>;
 /// What every request of a [`MonitorLayer`] reads.
 pub(crate) struct Shared {
     pub(crate) tracer: BoxedTracer,
+    /// Set once the tracer has shown it is a no-op (see [`in_flight`]): spans are no longer
+    /// started, the incoming context is passed through as it is.
+    pub(crate) tracer_is_noop: AtomicBool,
     pub(crate) metrics: HttpServerMetrics,
     pub(crate) propagator: Option<Box<dyn TextMapPropagator + Send + Sync>>,
     pub(crate) filter: Option<PathFilter>,
@@ -242,6 +248,7 @@ impl MonitorLayerBuilder {
         MonitorLayer {
             shared: Arc::new(Shared {
                 tracer,
+                tracer_is_noop: AtomicBool::new(false),
                 metrics: HttpServerMetrics::new(&meter),
                 propagator: self.propagator,
                 filter: self.filter,
