@@ -2,7 +2,7 @@
 
 use std::{borrow::Cow, sync::Arc};
 
-use http::{HeaderMap, Method, Request, Version, uri::Authority};
+use http::{HeaderMap, Method, Request, Version};
 use opentelemetry::{Key, KeyValue, Value};
 
 use super::routes::Routes;
@@ -96,14 +96,9 @@ impl RequestFacts {
         if let Some(query) = request.uri().query() {
             attributes.push(KeyValue::new(URL_QUERY, redact_query(query).into_owned()));
         }
-        if let Some(authority) = authority(request) {
-            // An IPv6 host is recorded without the brackets of its URI form.
-            let host = authority
-                .host()
-                .trim_start_matches('[')
-                .trim_end_matches(']');
+        if let Some((host, port)) = authority(request).and_then(split_authority) {
             attributes.push(KeyValue::new(SERVER_ADDRESS, host.to_owned()));
-            if let Some(port) = authority.port_u16() {
+            if let Some(port) = port {
                 attributes.push(KeyValue::new(SERVER_PORT, i64::from(port)));
             }
         }
@@ -196,12 +191,46 @@ fn client_address<B>(_request: &Request<B>) -> Option<String> {
 }
 
 /// The authority the client addressed: the URI's (HTTP/2) or the `Host` header's (HTTP/1.1).
-fn authority<B>(request: &Request<B>) -> Option<Authority> {
-    request.uri().authority().cloned().or_else(|| {
-        header_str(request.headers(), http::header::HOST)?
-            .parse()
-            .ok()
-    })
+fn authority<B>(request: &Request<B>) -> Option<&str> {
+    match request.uri().authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => header_str(request.headers(), http::header::HOST),
+    }
+}
+
+/// The host (an IPv6 address without its brackets) and the port of `authority`; `None` when it is
+/// not `host[:port]`. Split in place: parsing it into an [`Authority`](http::uri::Authority)
+/// copies it and scans it three times.
+fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, rest) = bracketed.split_once(']')?;
+            match rest {
+                "" => (host, None),
+                rest => (host, Some(rest.strip_prefix(':')?)),
+            }
+        }
+        // Only a bracketed host (IPv6) may hold a colon.
+        None => match authority.rsplit_once(':') {
+            Some((host, _)) if host.contains(':') => return None,
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    let valid_host = !host.is_empty()
+        && !host
+            .bytes()
+            .any(|byte| byte.is_ascii_whitespace() || matches!(byte, b'/' | b'[' | b']' | b'@'));
+    if !valid_host {
+        return None;
+    }
+    match port {
+        None => Some((host, None)),
+        Some(port) => Some((host, Some(port.parse().ok()?))),
+    }
 }
 
 fn header_str(headers: &HeaderMap, name: http::HeaderName) -> Option<&str> {
@@ -252,6 +281,30 @@ mod tests {
         assert_eq!(facts.span_name, "HTTP");
         let attributes = facts.recording_attributes(&request, &[]);
         assert!(attributes.contains(&KeyValue::new(HTTP_REQUEST_METHOD_ORIGINAL, "PURGE")));
+    }
+
+    #[test]
+    fn authorities_split_into_host_and_port() {
+        for (authority, expected) in [
+            ("example.com", Some(("example.com", None))),
+            ("example.com:8080", Some(("example.com", Some(8080)))),
+            ("user:pw@example.com:80", Some(("example.com", Some(80)))),
+            ("[::1]", Some(("::1", None))),
+            ("[2001:db8::1]:8443", Some(("2001:db8::1", Some(8443)))),
+            ("10.0.0.1:3000", Some(("10.0.0.1", Some(3000)))),
+            ("example.com:", None),
+            ("example.com:http", None),
+            ("example.com:70000", None),
+            ("[::1", None),
+            ("[::1]x", None),
+            (":8080", None),
+            ("::1:8080", None),
+            ("", None),
+            ("a b", None),
+            ("a/b:1", None),
+        ] {
+            assert_eq!(split_authority(authority), expected, "{authority:?}");
+        }
     }
 
     #[test]
