@@ -60,7 +60,10 @@ const NEVER_RECORDED: [HeaderName; 4] = [
 ///   went through the bodies.
 ///
 /// It is cheap to clone and knows nothing about exporters: it takes the global tracer and meter
-/// unless told otherwise, so create it after [`Telemetry::init`](crate::Telemetry).
+/// unless told otherwise, so create it after [`Telemetry::init`](crate::Telemetry). When its
+/// tracer turns out to be a no-op (no tracer provider installed, or the SDK disabled), it stops
+/// asking it for spans after the first request and passes the incoming trace context through
+/// unchanged; the metrics are recorded as before.
 ///
 /// ```
 /// use axum::{Router, routing::get};
