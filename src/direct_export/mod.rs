@@ -14,8 +14,8 @@
 //!   (milliseconds, 10 s by default).
 //!
 //! An export the collector refuses as overloaded or unavailable is retried twice, 100 ms then
-//! 200 ms later. A partial success (spans the collector accepted the request but rejected) is
-//! not retried, as the specification says; it is logged. Compression, TLS and endpoints without
+//! 200 ms later. A partial success (the collector accepted the request but rejected some of its
+//! spans) is not retried, as the specification says; it is logged. Compression, TLS and endpoints without
 //! a scheme are the stock exporter's: [`providers`](crate::providers) uses it for those.
 
 mod grpc;
