@@ -74,12 +74,12 @@ pin_project! {
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
-        in_flight: Option<InFlight>,
+        in_flight: Option<Box<InFlight>>,
     }
 }
 
 impl<B> ResponseBody<B> {
-    pub(crate) fn new(inner: B, in_flight: Option<InFlight>) -> Self {
+    pub(crate) fn new(inner: B, in_flight: Option<Box<InFlight>>) -> Self {
         Self { inner, in_flight }
     }
 }

@@ -19,12 +19,12 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: WithContext<F>,
-        in_flight: Option<InFlight>,
+        in_flight: Option<Box<InFlight>>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: WithContext<F>, in_flight: Option<InFlight>) -> Self {
+    pub(crate) fn new(inner: WithContext<F>, in_flight: Option<Box<InFlight>>) -> Self {
         Self { inner, in_flight }
     }
 }

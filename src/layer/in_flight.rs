@@ -164,7 +164,7 @@ impl InFlight {
     }
 
     /// Ends the request: the response, or the error, went out whole.
-    pub(crate) fn complete(mut self) {
+    pub(crate) fn complete(mut self: Box<Self>) {
         self.completed = true;
     }
 }

@@ -54,7 +54,7 @@ where
             return ResponseFuture::new(future.with_current_context(), None);
         }
 
-        let in_flight = InFlight::start(self.shared.clone(), &request);
+        let in_flight = Box::new(InFlight::start(self.shared.clone(), &request));
         let bytes_read = in_flight.request_body_bytes();
         let cx = in_flight.context().clone();
         let future = self
