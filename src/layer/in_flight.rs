@@ -22,11 +22,11 @@ use opentelemetry::{
     propagation::TextMapPropagator,
     trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer},
 };
-use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_http::HeaderInjector;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_semantic_conventions::attribute::{ERROR_TYPE, HTTP_RESPONSE_STATUS_CODE};
 
-use super::{Shared, request::RequestFacts, request::record_headers};
+use super::{Shared, extractor::RequestHeaders, request::RequestFacts, request::record_headers};
 use crate::http_metrics::Series;
 
 /// `error.type` of a request whose client went away before the response ended.
@@ -63,7 +63,7 @@ impl InFlight {
     /// the request as active.
     pub(crate) fn start<B>(shared: Arc<Shared>, request: &Request<B>) -> Self {
         let facts = RequestFacts::of(request, &shared.routes);
-        let extractor = HeaderExtractor(request.headers());
+        let extractor = RequestHeaders(request.headers());
         let parent = match &shared.propagator {
             Some(propagator) => propagator.extract(&extractor),
             None => global::get_text_map_propagator(|propagator| propagator.extract(&extractor)),

@@ -3,11 +3,12 @@
 //!
 //! One file per piece, as tower-http lays out its middleware: the layer and its builder here,
 //! the [`MonitorService`] in `service.rs`, the [`ResponseFuture`] in `future.rs`, the body
-//! wrappers in `body.rs`, what is read from a request in `request.rs`, the span names made once
-//! per route in `routes.rs`, and the life of one request, from its span's start to the last
-//! metric, in `in_flight.rs`.
+//! wrappers in `body.rs`, the trace context read from the headers in `extractor.rs`, what is
+//! read from a request in `request.rs`, the span names made once per route in `routes.rs`, and
+//! the life of one request, from its span's start to the last metric, in `in_flight.rs`.
 
 mod body;
+mod extractor;
 mod future;
 mod in_flight;
 mod request;
