@@ -26,21 +26,21 @@
 //!
 //! Run with `cargo bench --bench request_path`. BENCHMARKS.md has the figures and what they say.
 //! The last run, on 2 shared vCPUs (AMD EPYC), Debian 12, Rust 1.95, 2026-11-24, commit
-//! `aa0a502`, gave per request:
+//! `16b48cb`, gave per request:
 //!
 //! | row | time | added over `bare` |
 //! |---|---|---|
-//! | `bare` | 1.108 µs | — |
-//! | `noop` | 1.683 µs | +0.58 µs |
-//! | `metrics` | 1.768 µs | +0.66 µs |
-//! | `sampled_out` | 1.954 µs | +0.85 µs |
-//! | `traces` | 2.441 µs | +1.33 µs |
-//! | `full` | 2.515 µs | +1.41 µs |
-//! | `full_stock_encoding` | 3.709 µs | +2.60 µs |
-//! | `peer_instrumentation_tower` | 3.276 µs | +2.17 µs |
-//! | `peer_instrumentation_tower_stock` | 4.200 µs | +3.09 µs |
-//! | `peer_axum_tracing_otel` | 4.142 µs | +3.03 µs |
-//! | `peer_axum_tracing_otel_stock` | 6.142 µs | +5.03 µs |
+//! | `bare` | 1.158 µs | — |
+//! | `noop` | 1.679 µs | +0.52 µs |
+//! | `metrics` | 1.745 µs | +0.59 µs |
+//! | `sampled_out` | 1.917 µs | +0.76 µs |
+//! | `traces` | 2.440 µs | +1.28 µs |
+//! | `full` | 2.489 µs | +1.33 µs |
+//! | `full_stock_encoding` | 3.689 µs | +2.53 µs |
+//! | `peer_instrumentation_tower` | 3.317 µs | +2.16 µs |
+//! | `peer_instrumentation_tower_stock` | 4.224 µs | +3.07 µs |
+//! | `peer_axum_tracing_otel` | 4.132 µs | +2.97 µs |
+//! | `peer_axum_tracing_otel_stock` | 6.149 µs | +4.99 µs |
 
 mod support;
 
