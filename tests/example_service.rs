@@ -327,6 +327,34 @@ async fn span_exports_carry_the_configured_headers_over_both_protocols() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_success_is_logged_over_both_protocols() {
+    for protocol in ["http/protobuf", "grpc"] {
+        let receiver = OtlpReceiver::start().await;
+        receiver.reject_spans(1, "span too large");
+        let endpoint = match protocol {
+            "grpc" => receiver.grpc_endpoint(),
+            _ => receiver.http_endpoint(),
+        };
+        let service = ExampleService::start(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ]);
+        get(&service.url("/users/7"), &[]).await;
+        let exit = service.stop();
+        assert!(exit.status.success(), "{protocol}: {exit:?}");
+        assert!(!receiver.spans().is_empty(), "{protocol}: no span export");
+        let warning = exit
+            .output
+            .lines()
+            .find(|line| line.contains("rejected part of a span export"))
+            .unwrap_or_else(|| panic!("{protocol}: no warning in\n{}", exit.output));
+        assert!(warning.contains("WARN"), "{warning}");
+        assert!(warning.contains("span too large"), "{warning}");
+        assert!(warning.contains("rejected_spans=1"), "{warning}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_that_never_answers_does_not_hold_requests_or_shutdown() {
     // Accepts connections and never answers: the worst collector, a black hole.
     let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -27,7 +27,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
@@ -49,6 +49,8 @@ struct Received {
     logs: Vec<ExportLogsServiceRequest>,
     /// The HTTP headers or gRPC metadata of each trace export.
     trace_headers: Vec<HeaderMap>,
+    /// What every trace export is answered: a full success unless a test says otherwise.
+    trace_response: ExportTraceServiceResponse,
     http_requests: usize,
     grpc_requests: usize,
 }
@@ -129,6 +131,17 @@ impl OtlpReceiver {
     /// The HTTP base endpoint, like `http://127.0.0.1:PORT` (without `/v1/...`).
     pub fn http_endpoint(&self) -> String {
         format!("http://{}", self.http_addr)
+    }
+
+    /// From now on, answers every trace export with a partial success: `rejected` spans refused,
+    /// for `message`.
+    pub fn reject_spans(&self, rejected: i64, message: &str) {
+        lock(&self.received).trace_response = ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: rejected,
+                error_message: message.to_owned(),
+            }),
+        };
     }
 
     /// The HTTP headers, or the gRPC metadata, of every trace export so far.
@@ -406,12 +419,14 @@ impl TraceService for GrpcSink {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut response = None;
         self.record(|r| {
             r.trace_headers
                 .push(request.metadata().clone().into_headers());
             r.traces.push(request.into_inner());
+            response = Some(r.trace_response.clone());
         });
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+        Ok(tonic::Response::new(response.unwrap_or_default()))
     }
 }
 
@@ -438,39 +453,42 @@ impl LogsService for GrpcSink {
 }
 
 async fn http_traces(State(received): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    http_export::<_, ExportTraceServiceResponse>(&received, &headers, &body, |r, req| {
+    http_export(&received, &headers, &body, |r, req| {
         r.trace_headers.push(headers.clone());
         r.traces.push(req);
+        r.trace_response.clone()
     })
 }
 
 async fn http_metrics(State(received): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    http_export::<_, ExportMetricsServiceResponse>(&received, &headers, &body, |r, req| {
-        r.metrics.push(req)
+    http_export(&received, &headers, &body, |r, req| {
+        r.metrics.push(req);
+        ExportMetricsServiceResponse::default()
     })
 }
 
 async fn http_logs(State(received): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    http_export::<_, ExportLogsServiceResponse>(&received, &headers, &body, |r, req| {
-        r.logs.push(req)
+    http_export(&received, &headers, &body, |r, req| {
+        r.logs.push(req);
+        ExportLogsServiceResponse::default()
     })
 }
 
 const GZIP: CompressionEncoding = CompressionEncoding::Gzip;
 const PROTOBUF: &str = "application/x-protobuf";
 
-/// Decodes an OTLP/HTTP protobuf request (plain or gzip), stores it and answers with an empty
-/// `Resp`. Anything else (JSON, another encoding, garbage) is refused with a 4xx so that a test
-/// fails visibly.
+/// Decodes an OTLP/HTTP protobuf request (plain or gzip), stores it and answers with the
+/// response `store` returns. Anything else (JSON, another encoding, garbage) is refused with a 4xx
+/// so that a test fails visibly.
 fn http_export<Req, Resp>(
     received: &Shared,
     headers: &HeaderMap,
     body: &[u8],
-    store: impl FnOnce(&mut Received, Req),
+    store: impl FnOnce(&mut Received, Req) -> Resp,
 ) -> Response
 where
     Req: Message + Default,
-    Resp: Message + Default,
+    Resp: Message,
 {
     let header_str = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let content_type = header_str(header::CONTENT_TYPE).unwrap_or_default();
@@ -501,14 +519,10 @@ where
             return (StatusCode::BAD_REQUEST, message).into_response();
         }
     };
-    {
+    let response = {
         let mut received = lock(received);
         received.http_requests += 1;
-        store(&mut received, request);
-    }
-    (
-        [(header::CONTENT_TYPE, PROTOBUF)],
-        Resp::default().encode_to_vec(),
-    )
-        .into_response()
+        store(&mut received, request)
+    };
+    ([(header::CONTENT_TYPE, PROTOBUF)], response.encode_to_vec()).into_response()
 }
