@@ -18,10 +18,7 @@ const DEADLINE: Duration = Duration::from_secs(15);
 async fn telemetry_passes_through_rotel(protocol: &str) {
     let receiver = OtlpReceiver::start().await;
     let rotel = Rotel::start_forwarding_to(&receiver.grpc_endpoint());
-    let endpoint = match protocol {
-        "grpc" => rotel.grpc_endpoint(),
-        _ => rotel.http_endpoint(),
-    };
+    let endpoint = rotel.endpoint(protocol);
     let service = ExampleService::start(&[
         ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),

@@ -293,10 +293,7 @@ async fn host_metrics_are_on_by_default_and_the_switch_turns_them_off() {
 async fn span_exports_carry_the_configured_headers_over_both_protocols() {
     for protocol in ["http/protobuf", "grpc"] {
         let receiver = OtlpReceiver::start().await;
-        let endpoint = match protocol {
-            "grpc" => receiver.grpc_endpoint(),
-            _ => receiver.http_endpoint(),
-        };
+        let endpoint = receiver.endpoint(protocol);
         let service = ExampleService::start(&[
             ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
@@ -331,10 +328,7 @@ async fn a_partial_success_is_logged_over_both_protocols() {
     for protocol in ["http/protobuf", "grpc"] {
         let receiver = OtlpReceiver::start().await;
         receiver.reject_spans(1, "span too large");
-        let endpoint = match protocol {
-            "grpc" => receiver.grpc_endpoint(),
-            _ => receiver.http_endpoint(),
-        };
+        let endpoint = receiver.endpoint(protocol);
         let service = ExampleService::start(&[
             ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
             ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),

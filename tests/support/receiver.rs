@@ -133,6 +133,14 @@ impl OtlpReceiver {
         format!("http://{}", self.http_addr)
     }
 
+    /// The endpoint for `OTEL_EXPORTER_OTLP_PROTOCOL=protocol`: gRPC's for `grpc`, else HTTP's.
+    pub fn endpoint(&self, protocol: &str) -> String {
+        match protocol {
+            "grpc" => self.grpc_endpoint(),
+            _ => self.http_endpoint(),
+        }
+    }
+
     /// From now on, answers every trace export with a partial success: `rejected` spans refused,
     /// for `message`.
     pub fn reject_spans(&self, rejected: i64, message: &str) {

@@ -97,6 +97,14 @@ impl Rotel {
         format!("http://{}", self.http_addr)
     }
 
+    /// The endpoint for `OTEL_EXPORTER_OTLP_PROTOCOL=protocol`: gRPC's for `grpc`, else HTTP's.
+    pub fn endpoint(&self, protocol: &str) -> String {
+        match protocol {
+            "grpc" => self.grpc_endpoint(),
+            _ => self.http_endpoint(),
+        }
+    }
+
     /// Everything rotel printed so far (stdout and stderr interleaved).
     pub fn log(&self) -> String {
         fs::read(&self.log_path)
