@@ -34,7 +34,6 @@ use support::moto::Moto;
 use support::{ExampleService, Rotel, client::get};
 
 const DEADLINE: Duration = Duration::from_secs(20);
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// The W3C Trace Context example ids, sent as the incoming `traceparent` of `/users/42`, so the
 /// ids that reach X-Ray can be checked against known values.
@@ -192,8 +191,8 @@ async fn wait_for_segments(
     proxy: &ReencodingProxy,
     names: &[&str],
 ) -> (Vec<Value>, Vec<Segment>) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
+    let what = format!("segments {names:?}");
+    support::wait_until(&what, DEADLINE, || async {
         // Finished traces that started in the last 10 minutes.
         let summaries = moto.trace_summaries(Duration::from_secs(600)).await;
         let ids: Vec<String> = summaries
@@ -218,16 +217,15 @@ async fn wait_for_segments(
             .iter()
             .all(|name| segments.iter().any(|s| s.name() == *name))
         {
-            return (summaries, segments);
+            Ok((summaries, segments))
+        } else {
+            Err(format!(
+                "moto has {segments:#?}; the proxy forwarded {:#?}",
+                proxy.seen()
+            ))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting for segments {names:?}; moto has {segments:#?}; \
-             the proxy forwarded {:#?}",
-            proxy.seen()
-        );
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

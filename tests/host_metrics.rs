@@ -28,9 +28,6 @@ use support::OtlpReceiver;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
-/// How long a test waits between two collections when it polls for a condition.
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
-
 /// A meter provider exporting to the receiver over OTLP/HTTP, collected only when asked.
 struct Pipeline {
     receiver: OtlpReceiver,
@@ -81,21 +78,18 @@ impl Pipeline {
         .await
     }
 
-    /// Collects every [`POLL_INTERVAL`] until a collection satisfies `done`, and returns it.
+    /// Collects until a collection satisfies `done`, and returns it.
     async fn collect_until(&self, what: &str, done: impl Fn(&Collection) -> bool) -> Collection {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
+        let done = &done;
+        support::wait_until(what, DEADLINE, || async move {
             let collection = self.collect().await;
             if done(&collection) {
-                return collection;
+                Ok(collection)
+            } else {
+                Err(format!("a collection of {:?}", collection.names()))
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {DEADLINE:?} waiting for {what}; last collection: {:?}",
-                collection.names()
-            );
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        })
+        .await
     }
 }
 

@@ -150,8 +150,8 @@ impl Monitored {
 
     /// Flushes the metrics until `http.server.active_requests` reads `expected`.
     async fn wait_for_active_requests(&self, expected: i64) {
-        let deadline = std::time::Instant::now() + DEADLINE;
-        loop {
+        let what = format!("{expected} active requests");
+        support::wait_until(&what, DEADLINE, || async {
             let provider = self.meter_provider.clone();
             tokio::task::spawn_blocking(move || provider.force_flush().unwrap())
                 .await
@@ -161,14 +161,12 @@ impl Monitored {
                 .latest_metric("http.server.active_requests")
                 .map(|received| int_value(&sum(&received.metric)[0]));
             if active == Some(expected) {
-                return;
+                Ok(())
+            } else {
+                Err(format!("{active:?} active requests"))
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "active requests still {active:?}, not {expected}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        })
+        .await
     }
 }
 

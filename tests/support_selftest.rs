@@ -205,3 +205,29 @@ async fn rotel_forwards_spans_and_metrics_to_the_receiver() {
     assert_eq!(http, 0, "rotel exports over gRPC");
     assert!(grpc >= 2, "one export per signal at least, got {grpc}");
 }
+
+#[tokio::test]
+async fn wait_until_returns_once_the_probe_is_satisfied() {
+    let mut attempts = 0;
+    let value = support::wait_until("the third attempt", TIMEOUT, || {
+        attempts += 1;
+        std::future::ready(if attempts == 3 {
+            Ok(attempts)
+        } else {
+            Err(format!("attempt {attempts}"))
+        })
+    })
+    .await;
+    assert_eq!(value, 3);
+}
+
+#[tokio::test]
+#[should_panic(expected = "waiting for the impossible; last seen: attempt")]
+async fn wait_until_says_what_it_saw_last_when_it_times_out() {
+    let mut attempts = 0;
+    support::wait_until::<(), _>("the impossible", Duration::from_millis(50), || {
+        attempts += 1;
+        std::future::ready(Err(format!("attempt {attempts}")))
+    })
+    .await;
+}

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -24,9 +24,6 @@ use tokio::sync::watch;
 
 /// The path a Datadog exporter posts traces to.
 pub const TRACES_PATH: &str = "/api/v0.2/traces";
-
-/// How often [`DatadogIntake::wait_for_spans`] looks again.
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 /// `datadog.trace.AgentPayload`: what an agent sends to the trace intake.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -306,22 +303,19 @@ impl DatadogIntake {
         timeout: Duration,
         pred: impl Fn(&[DatadogSpan]) -> bool,
     ) -> Vec<DatadogSpan> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let what = format!("{what} at the Datadog intake {}", self.addr);
+        super::wait_until(&what, timeout, || {
             let spans = self.spans();
-            if pred(&spans) {
-                return spans;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "timed out after {timeout:?} waiting for {what} at the Datadog intake {}\n\
-                     ---- requests ----\n{:#?}\n---- spans ----\n{spans:#?}",
-                    self.addr,
-                    self.requests(),
-                );
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+            std::future::ready(if pred(&spans) {
+                Ok(spans)
+            } else {
+                Err(format!(
+                    "\n---- requests ----\n{:#?}\n---- spans ----\n{spans:#?}",
+                    self.requests()
+                ))
+            })
+        })
+        .await
     }
 }
 

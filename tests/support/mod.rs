@@ -26,4 +26,4 @@ pub use receiver::{
 #[allow(unused_imports)]
 pub use rotel::Rotel;
 #[allow(unused_imports)]
-pub use wait::{wait_for, wait_for_blocking};
+pub use wait::{wait_for, wait_for_blocking, wait_until};

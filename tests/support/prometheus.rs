@@ -65,20 +65,21 @@ impl Prometheus {
             directory,
         };
         let ready = format!("http://{}/-/ready", prometheus.address);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let answered = std::net::TcpStream::connect(&prometheus.address).is_ok()
-                && super::client::get(&ready, &[]).await.0.is_success();
-            if answered {
-                return prometheus;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "Prometheus was not ready within 20 s:\n{}",
-                prometheus.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        super::wait_until(
+            "Prometheus to be ready",
+            Duration::from_secs(20),
+            || async {
+                let answered = std::net::TcpStream::connect(&prometheus.address).is_ok()
+                    && super::client::get(&ready, &[]).await.0.is_success();
+                if answered {
+                    Ok(())
+                } else {
+                    Err(format!("its log:\n{}", prometheus.log()))
+                }
+            },
+        )
+        .await;
+        prometheus
     }
 
     /// Runs an instant query and returns its `data.result` (empty when there is no data yet).
@@ -104,17 +105,16 @@ impl Prometheus {
 
     /// Waits until `promql` returns at least one sample, and returns the samples.
     pub async fn wait_for_data(&self, promql: &str, timeout: Duration) -> Vec<Value> {
-        let deadline = std::time::Instant::now() + timeout;
-        loop {
+        let what = format!("data for {promql}");
+        super::wait_until(&what, timeout, || async {
             let result = self.query(promql).await;
-            if !result.is_empty() {
-                return result;
+            if result.is_empty() {
+                Err(format!("no data; Prometheus's log:\n{}", self.log()))
+            } else {
+                Ok(result)
             }
-            if std::time::Instant::now() >= deadline {
-                panic!("no data after {timeout:?} for {promql}\n{}", self.log());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await
     }
 
     /// What Prometheus printed.
