@@ -18,7 +18,7 @@ const LOAD_AVERAGES: [(&str, &str); 3] = [
 
 pub(super) fn register(meter: &Meter) {
     let load = Sampled::new(Load {
-        reader: Reader::new(),
+        reader: Reader::default(),
         averages: None,
         uptime: None,
     });
@@ -79,18 +79,13 @@ fn load_averages() -> Option<[f64; 3]> {
 /// Reads `/proc/uptime`, to the hundredth: sysinfo reads the same file and keeps whole seconds,
 /// where the conventions ask for the highest precision available.
 #[cfg(target_os = "linux")]
+#[derive(Default)]
 struct Reader {
     buffer: String,
 }
 
 #[cfg(target_os = "linux")]
 impl Reader {
-    fn new() -> Self {
-        Self {
-            buffer: String::new(),
-        }
-    }
-
     fn uptime(&mut self) -> Option<f64> {
         super::procfs::read("/proc/uptime", &mut self.buffer).and_then(super::procfs::parse_uptime)
     }
@@ -98,14 +93,11 @@ impl Reader {
 
 /// sysinfo's uptime, in whole seconds.
 #[cfg(not(target_os = "linux"))]
+#[derive(Default)]
 struct Reader;
 
 #[cfg(not(target_os = "linux"))]
 impl Reader {
-    fn new() -> Self {
-        Self
-    }
-
     fn uptime(&mut self) -> Option<f64> {
         Some(sysinfo::System::uptime() as f64)
     }

@@ -59,7 +59,7 @@ struct Memory {
 impl Memory {
     fn new() -> Self {
         Self {
-            reader: Reader::new(),
+            reader: Reader::default(),
             attributes: STATES.map(|state| [KeyValue::new(SYSTEM_MEMORY_STATE, state)]),
             total: None,
             bytes: [None; STATES.len()],
@@ -86,18 +86,13 @@ const STATES: [&str; 4] = ["used", "free", "cached", "buffers"];
 
 /// Reads `/proc/meminfo`: sysinfo reads it too but does not give the page cache and buffers.
 #[cfg(target_os = "linux")]
+#[derive(Default)]
 struct Reader {
     buffer: String,
 }
 
 #[cfg(target_os = "linux")]
 impl Reader {
-    fn new() -> Self {
-        Self {
-            buffer: String::new(),
-        }
-    }
-
     /// The total, and used (`MemTotal - MemAvailable`), free, cached and buffers.
     fn read(&mut self) -> (Option<u64>, [Option<u64>; STATES.len()]) {
         let Some(text) = super::procfs::read("/proc/meminfo", &mut self.buffer) else {
@@ -128,18 +123,13 @@ const STATES: [&str; 2] = ["used", "free"];
 
 /// Reads sysinfo's memory figures, which have no page cache or buffers.
 #[cfg(not(target_os = "linux"))]
+#[derive(Default)]
 struct Reader {
     system: sysinfo::System,
 }
 
 #[cfg(not(target_os = "linux"))]
 impl Reader {
-    fn new() -> Self {
-        Self {
-            system: sysinfo::System::new(),
-        }
-    }
-
     /// The total, and used and free as sysinfo counts them.
     fn read(&mut self) -> (Option<u64>, [Option<u64>; STATES.len()]) {
         self.system
