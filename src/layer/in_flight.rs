@@ -172,26 +172,9 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
-        let facts = &self.facts;
         if !self.completed && self.error_type.is_none() {
             self.error_type = Some(Cow::Borrowed(CANCELLED));
         }
-
-        let metrics = &self.shared.metrics;
-        metrics.record_completed(
-            Series {
-                method: facts.method,
-                scheme: facts.scheme,
-                protocol_version: facts.protocol_version,
-                route: facts.route.clone(),
-                status_code: self.status_code,
-                error_type: self.error_type.clone(),
-            },
-            elapsed.as_secs_f64(),
-            self.request_body_bytes.load(Ordering::Relaxed),
-            self.response_body_bytes,
-        );
-        metrics.add_active(facts.active_series(), -1);
 
         if self.owns_span {
             let span = self.cx.span();
@@ -208,6 +191,7 @@ impl Drop for InFlight {
             span.end_with_timestamp(self.started_at + elapsed);
         }
 
+        let facts = &self.facts;
         if let Some(path) = &self.path {
             let _in_request = self.cx.clone().attach();
             tracing::event!(
@@ -226,5 +210,22 @@ impl Drop for InFlight {
                 elapsed.as_secs_f64() * 1e3,
             );
         }
+
+        // Last, so that the series key takes the route and the error type instead of copies.
+        let metrics = &self.shared.metrics;
+        metrics.add_active(self.facts.active_series(), -1);
+        metrics.record_completed(
+            Series {
+                method: self.facts.method,
+                scheme: self.facts.scheme,
+                protocol_version: self.facts.protocol_version,
+                route: self.facts.route.take(),
+                status_code: self.status_code,
+                error_type: self.error_type.take(),
+            },
+            elapsed.as_secs_f64(),
+            self.request_body_bytes.load(Ordering::Relaxed),
+            self.response_body_bytes,
+        );
     }
 }
