@@ -78,6 +78,11 @@ impl FailureReport {
         }
     }
 
+    /// The signal whose deliveries this reports: `traces`, `metrics` or `logs`.
+    pub(crate) fn signal(&self) -> &'static str {
+        self.signal
+    }
+
     /// Also counts the spans exported, and those lost with their `error.type`, in
     /// `otel.sdk.exporter.span.exported` as the SDK self-observability conventions name it.
     pub(crate) fn counting_spans(mut self, meter: &Meter, component_type: &'static str) -> Self {

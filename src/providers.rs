@@ -1,6 +1,6 @@
 //! The SDK providers of each signal, with the exporters the settings name.
 
-use opentelemetry_otlp::{LogExporter, MetricExporter, SpanExporter};
+use opentelemetry_otlp::{ExporterBuildError, LogExporter, MetricExporter, SpanExporter};
 use opentelemetry_sdk::{
     Resource, logs::SdkLoggerProvider, metrics::SdkMeterProvider, trace::SdkTracerProvider,
 };
@@ -121,16 +121,10 @@ fn direct_span_exporter(
     meter: &opentelemetry::metrics::Meter,
 ) -> Result<Reporting<DirectSpanExporter>, InitError> {
     let destination = otlp_destination(signal, "TRACES", "v1/traces");
-    let exporter =
-        DirectSpanExporter::from_env(signal.protocol, &destination).map_err(|source| {
-            InitError::Exporter {
-                signal: "traces",
-                source,
-            }
-        })?;
+    let exporter = DirectSpanExporter::from_env(signal.protocol, &destination);
     let report = FailureReport::new("traces", destination)
         .counting_spans(meter, span_component_type(signal.protocol));
-    Ok(Reporting::new(exporter, report))
+    reporting(exporter, report)
 }
 
 /// The stock OTLP span exporter, counting and reporting the spans it cannot deliver.
@@ -142,13 +136,9 @@ fn otlp_span_exporter(
         OtlpProtocol::Grpc => SpanExporter::builder().with_tonic().build(),
         OtlpProtocol::HttpProtobuf => SpanExporter::builder().with_http().build(),
     };
-    let exporter = exporter.map_err(|source| InitError::Exporter {
-        signal: "traces",
-        source,
-    })?;
     let report = FailureReport::new("traces", otlp_destination(signal, "TRACES", "v1/traces"))
         .counting_spans(meter, span_component_type(signal.protocol));
-    Ok(Reporting::new(exporter, report))
+    reporting(exporter, report)
 }
 
 /// The `otel.component.type` of the span exporter, as the SDK self-observability conventions
@@ -166,12 +156,8 @@ fn otlp_metric_exporter(signal: &Signal) -> Result<Reporting<MetricExporter>, In
         OtlpProtocol::Grpc => MetricExporter::builder().with_tonic().build(),
         OtlpProtocol::HttpProtobuf => MetricExporter::builder().with_http().build(),
     };
-    let exporter = exporter.map_err(|source| InitError::Exporter {
-        signal: "metrics",
-        source,
-    })?;
     let report = FailureReport::new("metrics", otlp_destination(signal, "METRICS", "v1/metrics"));
-    Ok(Reporting::new(exporter, report))
+    reporting(exporter, report)
 }
 
 /// The OTLP log exporter, reporting the log records it cannot deliver.
@@ -180,12 +166,22 @@ fn otlp_log_exporter(signal: &Signal) -> Result<Reporting<LogExporter>, InitErro
         OtlpProtocol::Grpc => LogExporter::builder().with_tonic().build(),
         OtlpProtocol::HttpProtobuf => LogExporter::builder().with_http().build(),
     };
-    let exporter = exporter.map_err(|source| InitError::Exporter {
-        signal: "logs",
-        source,
-    })?;
     let report = FailureReport::new("logs", otlp_destination(signal, "LOGS", "v1/logs"));
-    Ok(Reporting::new(exporter, report))
+    reporting(exporter, report)
+}
+
+/// The exporter just built, reporting its failures to `report`; or why it could not be built.
+fn reporting<E>(
+    exporter: Result<E, ExporterBuildError>,
+    report: FailureReport,
+) -> Result<Reporting<E>, InitError> {
+    match exporter {
+        Ok(exporter) => Ok(Reporting::new(exporter, report)),
+        Err(source) => Err(InitError::Exporter {
+            signal: report.signal(),
+            source,
+        }),
+    }
 }
 
 /// Says where a signal goes, for the start-up line: `otlp http/protobuf http://...`, `console`,
