@@ -27,3 +27,17 @@ pub use receiver::{
 pub use rotel::Rotel;
 #[allow(unused_imports)]
 pub use wait::{wait_for, wait_for_blocking, wait_until};
+
+/// The path `$variable` names, when it is set: a test tool installed elsewhere than `.venv`.
+///
+/// # Panics
+/// When the variable names no file.
+pub fn path_from_env(variable: &str) -> Option<std::path::PathBuf> {
+    let path = std::path::PathBuf::from(std::env::var_os(variable)?);
+    assert!(
+        path.is_file(),
+        "{variable}={} is not a file",
+        path.display()
+    );
+    Some(path)
+}

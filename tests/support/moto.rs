@@ -164,13 +164,7 @@ impl Drop for Moto {
 
 /// `$MOTO_SERVER` if set, else the script that `scripts/install-moto` put in `.venv/bin`.
 fn moto_server() -> PathBuf {
-    if let Some(path) = std::env::var_os("MOTO_SERVER") {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "MOTO_SERVER={} is not a file",
-            path.display()
-        );
+    if let Some(path) = super::path_from_env("MOTO_SERVER") {
         return path;
     }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");

@@ -150,13 +150,7 @@ impl Drop for Rotel {
 
 /// `$ROTEL_AGENT` if set, else the binary that `scripts/install-rotel` put in `.venv`.
 fn rotel_agent() -> PathBuf {
-    if let Some(path) = std::env::var_os("ROTEL_AGENT") {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "ROTEL_AGENT={} is not a file",
-            path.display()
-        );
+    if let Some(path) = super::path_from_env("ROTEL_AGENT") {
         return path;
     }
     let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
