@@ -34,27 +34,18 @@ async fn telemetry_passes_through_rotel(protocol: &str) {
             spans.len() >= 4
         })
         .await;
-    let user = spans
-        .iter()
-        .find(|span| span.span.name == "GET /users/{id}")
-        .expect("the user request span");
+    let user = support::span_named(&spans, "GET /users/{id}");
     assert_eq!(user.span.kind(), SpanKind::Server);
     assert_eq!(user.resource_str("service.name"), Some("through-rotel"));
     assert_eq!(user.scope_name, "otel-monitor");
     assert_eq!(user.attr_str("http.route"), Some("/users/{id}"));
     assert_eq!(user.attr_str("url.path"), Some("/users/5"));
     assert_eq!(user.attr_int("http.response.status_code"), Some(200));
-    let child = spans
-        .iter()
-        .find(|span| span.span.name == "load_user")
-        .expect("the handler's child span");
+    let child = support::span_named(&spans, "load_user");
     assert_eq!(child.parent_span_id_hex(), user.span_id_hex());
     assert_eq!(child.trace_id_hex(), user.trace_id_hex());
 
-    let error = spans
-        .iter()
-        .find(|span| span.span.name == "GET /error")
-        .expect("the error request span");
+    let error = support::span_named(&spans, "GET /error");
     assert_eq!(error.attr_int("http.response.status_code"), Some(500));
     assert_eq!(error.attr_str("error.type"), Some("500"));
     assert_eq!(

@@ -34,14 +34,8 @@ async fn traces_and_metrics_arrive_over_http_protobuf_with_the_resource() {
             spans.len() >= 2
         })
         .await;
-    let request = spans
-        .iter()
-        .find(|span| span.span.name == "GET /users/{id}")
-        .expect("the request span");
-    let child = spans
-        .iter()
-        .find(|span| span.span.name == "load_user")
-        .expect("the #[instrument] span of the handler");
+    let request = support::span_named(&spans, "GET /users/{id}");
+    let child = support::span_named(&spans, "load_user");
     assert_eq!(child.trace_id_hex(), request.trace_id_hex());
     assert_eq!(child.parent_span_id_hex(), request.span_id_hex());
 

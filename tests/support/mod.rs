@@ -21,7 +21,7 @@ pub use datadog_intake::{DatadogIntake, DatadogSpan};
 pub use example::ExampleService;
 #[allow(unused_imports)]
 pub use receiver::{
-    OtlpReceiver, ReceivedLog, ReceivedMetric, ReceivedSpan, attr, attr_int, attr_str,
+    OtlpReceiver, ReceivedLog, ReceivedMetric, ReceivedSpan, attr, attr_int, attr_str, span_named,
 };
 #[allow(unused_imports)]
 pub use rotel::Rotel;

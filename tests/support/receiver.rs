@@ -383,6 +383,20 @@ pub fn attr_int(attrs: &[KeyValue], key: &str) -> Option<i64> {
     }
 }
 
+/// The span named `name` among `spans`.
+///
+/// # Panics
+/// When there is none, with the names there are.
+pub fn span_named<'a>(spans: &'a [ReceivedSpan], name: &str) -> &'a ReceivedSpan {
+    spans
+        .iter()
+        .find(|span| span.span.name == name)
+        .unwrap_or_else(|| {
+            let names: Vec<&str> = spans.iter().map(|span| span.span.name.as_str()).collect();
+            panic!("no span named {name:?} among {names:?}")
+        })
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
