@@ -66,9 +66,7 @@ fn bench_collection(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4));
+    config = support::criterion();
     targets = bench_collection
 }
 criterion_main!(benches);

@@ -309,9 +309,7 @@ fn bench_router(
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4));
+    config = support::criterion();
     targets = bench_request_path
 }
 criterion_main!(benches);

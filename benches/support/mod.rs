@@ -30,6 +30,13 @@ use opentelemetry_sdk::{
 };
 use prost::Message;
 
+/// The criterion settings every benchmark here runs with: 1 s of warm-up, 4 s of measurement.
+pub fn criterion() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4))
+}
+
 /// How a batch of spans becomes an OTLP request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpanEncoding {
