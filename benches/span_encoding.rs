@@ -1,6 +1,6 @@
 //! Encoding a batch of spans into an OTLP `ExportTraceServiceRequest`: the stock path
 //! (`opentelemetry-proto`'s conversion to its generated structs, then prost) against
-//! `src/otlp_encoding.rs`, which writes the same bytes straight from `SpanData`.
+//! `src/export/encoding.rs`, which writes the same bytes straight from `SpanData`.
 //!
 //! Each iteration encodes one batch of 512 HTTP server spans, as the batch span processor hands
 //! them to the exporter (12 attributes: strings, ints and a string array; no events or links;

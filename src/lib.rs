@@ -33,12 +33,10 @@
 #![warn(rust_2018_idioms, missing_debug_implementations)]
 
 mod config;
-mod direct_export;
-mod export_failures;
+mod export;
 mod host_metrics;
 mod http_metrics;
 mod layer;
-mod otlp_encoding;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod providers;

@@ -8,8 +8,8 @@ use opentelemetry_sdk::{
 use crate::{
     InitError,
     config::{Exporter, OtlpProtocol, Signal},
-    direct_export::DirectSpanExporter,
-    export_failures::{FailureReport, Reporting},
+    export::direct::DirectSpanExporter,
+    export::failures::{FailureReport, Reporting},
 };
 
 /// The tracer provider, or `None` when traces are off.
@@ -100,7 +100,7 @@ pub(crate) fn logger_provider(
     Ok(Some(builder.build()))
 }
 
-/// Whether spans go through the direct encoder ([`direct_export`](crate::direct_export)): unless
+/// Whether spans go through the direct encoder ([`direct_export`](crate::export::direct)): unless
 /// compression is configured, or a gRPC endpoint is not plain `http://` (TLS, or no scheme and
 /// `OTEL_EXPORTER_OTLP_INSECURE` to read), which the stock exporter handles.
 fn direct_export_applies(signal: &Signal) -> bool {

@@ -30,7 +30,7 @@ use tracing_subscriber::{
     util::SubscriberInitExt,
 };
 
-use crate::export_failures;
+use crate::export::failures;
 
 /// Targets (crates and modules) of the export machinery: turning their events and spans into
 /// telemetry would make the pipeline feed on itself. The OTLP clients run partly on the
@@ -50,7 +50,7 @@ const EXPORT_MACHINERY: [&str; 13] = [
     "tower::buffer",
     "reqwest",
     "rustls",
-    export_failures::TARGET,
+    failures::TARGET,
 ];
 
 fn is_export_machinery(target: &str) -> bool {

@@ -7,7 +7,7 @@
 // otel-monitor's span encoder is crate-private; the benches compile the same source file as their
 // own module. Under `cargo clippy --all-targets` that includes the module's unit tests, which a
 // bench without the test harness never calls.
-#[path = "../../src/otlp_encoding.rs"]
+#[path = "../../src/export/encoding.rs"]
 pub mod otlp_encoding;
 
 use std::{sync::Mutex, time::Duration};
@@ -40,7 +40,7 @@ pub fn criterion() -> criterion::Criterion {
 /// How a batch of spans becomes an OTLP request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpanEncoding {
-    /// otel-monitor's exporters: straight from `SpanData` (`src/otlp_encoding.rs`).
+    /// otel-monitor's exporters: straight from `SpanData` (`src/export/encoding.rs`).
     Direct,
     /// `opentelemetry-otlp`'s exporters: converted to `opentelemetry-proto`'s structs, then prost.
     Stock,

@@ -1,4 +1,4 @@
-//! OTLP span exporters that send what [`otlp_encoding`](crate::otlp_encoding) writes straight
+//! OTLP span exporters that send what [`otlp_encoding`](crate::export::encoding) writes straight
 //! from `SpanData`.
 //!
 //! The stock `opentelemetry-otlp` span exporter spends most of a span's export cost converting
@@ -34,7 +34,7 @@ use opentelemetry_sdk::{
 };
 use prost::Message;
 
-use crate::{config::OtlpProtocol, export_failures::TARGET, otlp_encoding::encode_export_request};
+use crate::{config::OtlpProtocol, export::encoding::encode_export_request, export::failures::TARGET};
 
 /// Sends spans to an OTLP endpoint, encoded straight from `SpanData`.
 #[derive(Debug)]
