@@ -12,6 +12,7 @@ pub mod moto;
 pub mod prometheus;
 pub mod receiver;
 pub mod rotel;
+pub mod tls;
 pub mod wait;
 
 // The short paths `support::OtlpReceiver` etc.; unused ones warn for the same reason as above.
@@ -21,10 +22,13 @@ pub use datadog_intake::{DatadogIntake, DatadogSpan};
 pub use example::ExampleService;
 #[allow(unused_imports)]
 pub use receiver::{
-    OtlpReceiver, ReceivedLog, ReceivedMetric, ReceivedSpan, attr, attr_int, attr_str, span_named,
+    OtlpReceiver, ReceivedLog, ReceivedMetric, ReceivedSpan, ReceiverOptions, Throttle, attr,
+    attr_int, attr_str, span_named,
 };
 #[allow(unused_imports)]
 pub use rotel::Rotel;
+#[allow(unused_imports)]
+pub use tls::{ServerTls, TestPki};
 #[allow(unused_imports)]
 pub use wait::{wait_for, wait_for_blocking, wait_until};
 

@@ -1,5 +1,7 @@
-//! An in-process OTLP receiver: a gRPC server and an HTTP/protobuf server that record every export.
+//! An in-process OTLP receiver: a gRPC server and an HTTP/protobuf server that record every export,
+//! over plain TCP or TLS (optionally mutual), optionally throttling the first exports.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,11 +37,40 @@ use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tonic::codec::CompressionEncoding;
+use tonic_types::{ErrorDetails, StatusExt};
 
+use super::tls::ServerTls;
 use super::wait::wait_for;
+
+/// How the receiver runs: plain or TLS, throttling or not. The default is plain, never throttling:
+/// what [`OtlpReceiver::start`] does.
+#[derive(Clone, Default)]
+pub struct ReceiverOptions {
+    /// With `Some`, both servers speak TLS only, with this certificate (and client CA, for mTLS).
+    pub tls: Option<ServerTls>,
+    pub throttle: Option<Throttle>,
+}
+
+/// The first `exports` requests of EACH signal (traces, metrics, logs separately, per transport)
+/// are refused: HTTP answers 429 with `Retry-After: <retry_after_secs>`; gRPC answers
+/// RESOURCE_EXHAUSTED with a google.rpc.RetryInfo detail whose retry_delay is `retry_after_secs`.
+/// Refused requests are not recorded as received, only counted.
+#[derive(Clone, Copy, Debug)]
+pub struct Throttle {
+    pub exports: usize,
+    pub retry_after_secs: u64,
+}
+
+/// How long a client gets to complete its TLS handshake before it counts as failed.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything the receiver got, in arrival order, whatever the transport.
 #[derive(Default)]
@@ -53,6 +84,24 @@ struct Received {
     trace_response: ExportTraceServiceResponse,
     http_requests: usize,
     grpc_requests: usize,
+    throttle: Option<Throttle>,
+    /// How many requests the throttle refused, by `(transport, signal)`.
+    refused: HashMap<(&'static str, &'static str), usize>,
+    /// TLS handshakes that failed or timed out, on either server.
+    failed_handshakes: usize,
+}
+
+impl Received {
+    /// Whether the throttle refuses this export; if so, counts it and returns the delay to announce.
+    fn throttled(&mut self, transport: &'static str, signal: &'static str) -> Option<Duration> {
+        let throttle = self.throttle?;
+        let refused = self.refused.entry((transport, signal)).or_default();
+        if *refused >= throttle.exports {
+            return None;
+        }
+        *refused += 1;
+        Some(Duration::from_secs(throttle.retry_after_secs))
+    }
 }
 
 type Shared = Arc<Mutex<Received>>;
@@ -64,21 +113,34 @@ fn lock(received: &Shared) -> MutexGuard<'_, Received> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// An OTLP receiver listening on 127.0.0.1 over both gRPC and HTTP/protobuf, plain or gzip.
+/// An OTLP receiver listening on 127.0.0.1 over both gRPC and HTTP/protobuf, plain or gzip, over
+/// TCP or TLS.
 ///
 /// Both servers shut down gracefully when it is dropped.
 pub struct OtlpReceiver {
     received: Shared,
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
+    tls: bool,
     /// Dropping this sender (with the receiver) tells both servers to stop.
     _shutdown: watch::Sender<()>,
 }
 
 impl OtlpReceiver {
-    /// Starts both servers on ephemeral ports, on the current tokio runtime.
+    /// Starts both servers on ephemeral ports, on the current tokio runtime: plain TCP, no throttle.
     pub async fn start() -> OtlpReceiver {
-        let received = Shared::default();
+        Self::start_with(ReceiverOptions::default()).await
+    }
+
+    /// Starts both servers on ephemeral ports, on the current tokio runtime, as `options` say.
+    ///
+    /// With TLS, the servers still bind 127.0.0.1 only, but the endpoints name `localhost`, the
+    /// name in the certificate.
+    pub async fn start_with(options: ReceiverOptions) -> OtlpReceiver {
+        let received = Arc::new(Mutex::new(Received {
+            throttle: options.throttle,
+            ..Received::default()
+        }));
         let (shutdown, shutdown_rx) = watch::channel(());
         // `changed()` fails once the sender is dropped: that is the shutdown signal.
         let signal = |mut rx: watch::Receiver<()>| async move {
@@ -90,17 +152,35 @@ impl OtlpReceiver {
         let sink = GrpcSink {
             received: received.clone(),
         };
-        let grpc_server = tonic::transport::Server::builder()
+        let grpc_router = tonic::transport::Server::builder()
             .add_service(TraceServiceServer::new(sink.clone()).accept_compressed(GZIP))
             .add_service(MetricsServiceServer::new(sink.clone()).accept_compressed(GZIP))
-            .add_service(LogsServiceServer::new(sink).accept_compressed(GZIP))
-            .serve_with_incoming_shutdown(
+            .add_service(LogsServiceServer::new(sink).accept_compressed(GZIP));
+        if let Some(tls) = &options.tls {
+            let config = server_config(tls, b"h2");
+            let streams = accept_tls(grpc_listener, config, &received, shutdown_rx.clone());
+            // Only the established TLS connections reach tonic: failed handshakes stay counted
+            // by `accept_tls` instead of ending up as errors in tonic's accept loop.
+            let incoming = futures_util::stream::unfold(streams, |mut streams| async move {
+                let (stream, _peer) = streams.recv().await?;
+                Some((Ok::<_, std::io::Error>(stream), streams))
+            });
+            let grpc_server =
+                grpc_router.serve_with_incoming_shutdown(incoming, signal(shutdown_rx.clone()));
+            tokio::spawn(async move {
+                grpc_server
+                    .await
+                    .expect("OTLP gRPC test receiver (TLS) failed");
+            });
+        } else {
+            let grpc_server = grpc_router.serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(grpc_listener),
                 signal(shutdown_rx.clone()),
             );
-        tokio::spawn(async move {
-            grpc_server.await.expect("OTLP gRPC test receiver failed");
-        });
+            tokio::spawn(async move {
+                grpc_server.await.expect("OTLP gRPC test receiver failed");
+            });
+        }
 
         let http_listener = bind_loopback().await;
         let http_addr = http_listener.local_addr().expect("HTTP listener address");
@@ -109,28 +189,71 @@ impl OtlpReceiver {
             .route("/v1/metrics", post(http_metrics))
             .route("/v1/logs", post(http_logs))
             .with_state(received.clone());
-        let http_server =
-            axum::serve(http_listener, app).with_graceful_shutdown(signal(shutdown_rx));
-        tokio::spawn(async move {
-            http_server.await.expect("OTLP HTTP test receiver failed");
-        });
+        if let Some(tls) = &options.tls {
+            let config = server_config(tls, b"http/1.1");
+            let listener = TlsListener {
+                streams: accept_tls(http_listener, config, &received, shutdown_rx.clone()),
+                local_addr: http_addr,
+            };
+            let http_server =
+                axum::serve(listener, app).with_graceful_shutdown(signal(shutdown_rx));
+            tokio::spawn(async move {
+                http_server
+                    .await
+                    .expect("OTLP HTTP test receiver (TLS) failed");
+            });
+        } else {
+            let http_server =
+                axum::serve(http_listener, app).with_graceful_shutdown(signal(shutdown_rx));
+            tokio::spawn(async move {
+                http_server.await.expect("OTLP HTTP test receiver failed");
+            });
+        }
 
         OtlpReceiver {
             received,
             grpc_addr,
             http_addr,
+            tls: options.tls.is_some(),
             _shutdown: shutdown,
         }
     }
 
-    /// The gRPC endpoint, like `http://127.0.0.1:PORT`.
-    pub fn grpc_endpoint(&self) -> String {
-        format!("http://{}", self.grpc_addr)
+    /// `http://127.0.0.1:PORT`, or with TLS `https://localhost:PORT`.
+    fn base_url(&self, addr: SocketAddr) -> String {
+        if self.tls {
+            format!("https://localhost:{}", addr.port())
+        } else {
+            format!("http://{addr}")
+        }
     }
 
-    /// The HTTP base endpoint, like `http://127.0.0.1:PORT` (without `/v1/...`).
+    /// The gRPC endpoint, like `http://127.0.0.1:PORT`, or with TLS `https://localhost:PORT`.
+    pub fn grpc_endpoint(&self) -> String {
+        self.base_url(self.grpc_addr)
+    }
+
+    /// The HTTP base endpoint, like `http://127.0.0.1:PORT`, or with TLS `https://localhost:PORT`
+    /// (without `/v1/...`).
     pub fn http_endpoint(&self) -> String {
-        format!("http://{}", self.http_addr)
+        self.base_url(self.http_addr)
+    }
+
+    /// How many requests of a signal (`"traces"`, `"metrics"` or `"logs"`) the throttle refused,
+    /// over both transports.
+    pub fn refused(&self, signal: &str) -> usize {
+        lock(&self.received)
+            .refused
+            .iter()
+            .filter(|((_, refused_signal), _)| *refused_signal == signal)
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// How many TLS handshakes failed (or timed out), on both servers: a client that does not
+    /// trust the server certificate, or one without a valid client certificate on mTLS.
+    pub fn failed_handshakes(&self) -> usize {
+        lock(&self.received).failed_handshakes
     }
 
     /// The endpoint for `OTEL_EXPORTER_OTLP_PROTOCOL=protocol`: gRPC's for `grpc`, else HTTP's.
@@ -421,6 +544,102 @@ async fn bind_loopback() -> TcpListener {
         .expect("bind an ephemeral port on 127.0.0.1")
 }
 
+/// The rustls server configuration (ring) for `tls`, offering the one ALPN protocol `alpn`.
+fn server_config(tls: &ServerTls, alpn: &[u8]) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let certs = CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("the server certificate PEM");
+    let key = PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).expect("the server key PEM");
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions");
+    let builder = match &tls.client_ca_pem {
+        None => builder.with_no_client_auth(),
+        Some(client_ca_pem) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(client_ca_pem.as_bytes()) {
+                roots
+                    .add(cert.expect("the client CA PEM"))
+                    .expect("a valid client CA certificate");
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .expect("the client certificate verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .expect("the server certificate and its key");
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Arc::new(config)
+}
+
+/// Accepts TCP connections on `listener` and runs the TLS handshake of each concurrently, until
+/// shutdown. Passes on the established connections with their peer address; counts the failed
+/// handshakes (never panics on them).
+fn accept_tls(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    received: &Shared,
+    mut shutdown: watch::Receiver<()>,
+) -> mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)> {
+    let (established, streams) = mpsc::channel(16);
+    let acceptor = TlsAcceptor::from(config);
+    let received = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                _ = shutdown.changed() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    // Out of file descriptors and the like: not a handshake, try again.
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+            };
+            let (acceptor, established, received) =
+                (acceptor.clone(), established.clone(), received.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        // Fails only when the server has stopped: the connection just closes.
+                        let _ = established.send((stream, peer)).await;
+                    }
+                    Ok(Err(_)) | Err(_) => lock(&received).failed_handshakes += 1,
+                }
+            });
+        }
+    });
+    streams
+}
+
+/// What `axum::serve` accepts connections from with TLS: the connections `accept_tls` established.
+struct TlsListener {
+    streams: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local_addr: SocketAddr,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.streams.recv().await {
+            Some(established) => established,
+            // `accept_tls` stopped at shutdown: so does the server, without another connection.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local_addr)
+    }
+}
+
 /// The gRPC side: one value implementing the three OTLP collector services.
 #[derive(Clone)]
 struct GrpcSink {
@@ -428,10 +647,24 @@ struct GrpcSink {
 }
 
 impl GrpcSink {
-    fn record(&self, store: impl FnOnce(&mut Received)) {
+    /// Stores an export of `signal`, unless the throttle refuses it: then RESOURCE_EXHAUSTED with
+    /// a RetryInfo, as a throttling collector answers.
+    fn record(
+        &self,
+        signal: &'static str,
+        store: impl FnOnce(&mut Received),
+    ) -> Result<(), tonic::Status> {
         let mut received = lock(&self.received);
+        if let Some(retry_delay) = received.throttled("grpc", signal) {
+            return Err(tonic::Status::with_error_details(
+                tonic::Code::ResourceExhausted,
+                format!("the test receiver throttles the first {signal} exports"),
+                ErrorDetails::with_retry_info(Some(retry_delay)),
+            ));
+        }
         received.grpc_requests += 1;
         store(&mut received);
+        Ok(())
     }
 }
 
@@ -442,12 +675,12 @@ impl TraceService for GrpcSink {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let mut response = None;
-        self.record(|r| {
+        self.record("traces", |r| {
             r.trace_headers
                 .push(request.metadata().clone().into_headers());
             r.traces.push(request.into_inner());
             response = Some(r.trace_response.clone());
-        });
+        })?;
         Ok(tonic::Response::new(response.unwrap_or_default()))
     }
 }
@@ -458,7 +691,7 @@ impl MetricsService for GrpcSink {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.record(|r| r.metrics.push(request.into_inner()));
+        self.record("metrics", |r| r.metrics.push(request.into_inner()))?;
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
 }
@@ -469,13 +702,13 @@ impl LogsService for GrpcSink {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        self.record(|r| r.logs.push(request.into_inner()));
+        self.record("logs", |r| r.logs.push(request.into_inner()))?;
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
 }
 
 async fn http_traces(State(received): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    http_export(&received, &headers, &body, |r, req| {
+    http_export(&received, "traces", &headers, &body, |r, req| {
         r.trace_headers.push(headers.clone());
         r.traces.push(req);
         r.trace_response.clone()
@@ -483,14 +716,14 @@ async fn http_traces(State(received): State<Shared>, headers: HeaderMap, body: B
 }
 
 async fn http_metrics(State(received): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    http_export(&received, &headers, &body, |r, req| {
+    http_export(&received, "metrics", &headers, &body, |r, req| {
         r.metrics.push(req);
         ExportMetricsServiceResponse::default()
     })
 }
 
 async fn http_logs(State(received): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    http_export(&received, &headers, &body, |r, req| {
+    http_export(&received, "logs", &headers, &body, |r, req| {
         r.logs.push(req);
         ExportLogsServiceResponse::default()
     })
@@ -501,9 +734,11 @@ const PROTOBUF: &str = "application/x-protobuf";
 
 /// Decodes an OTLP/HTTP protobuf request (plain or gzip), stores it and answers with the
 /// response `store` returns. Anything else (JSON, another encoding, garbage) is refused with a 4xx
-/// so that a test fails visibly.
+/// so that a test fails visibly. An export of `signal` the throttle refuses is answered 429 with
+/// `Retry-After`, and not stored.
 fn http_export<Req, Resp>(
     received: &Shared,
+    signal: &'static str,
     headers: &HeaderMap,
     body: &[u8],
     store: impl FnOnce(&mut Received, Req) -> Resp,
@@ -543,6 +778,11 @@ where
     };
     let response = {
         let mut received = lock(received);
+        if let Some(retry_after) = received.throttled("http", signal) {
+            let retry_after = [(header::RETRY_AFTER, retry_after.as_secs().to_string())];
+            let message = format!("the test receiver throttles the first {signal} exports");
+            return (StatusCode::TOO_MANY_REQUESTS, retry_after, message).into_response();
+        }
         received.http_requests += 1;
         store(&mut received, request)
     };
