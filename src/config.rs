@@ -159,6 +159,32 @@ pub struct ConfigError {
     pub expected: &'static str,
 }
 
+/// What the configuration ignored, to be logged once the console is set up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Warnings(pub(crate) Vec<String>);
+
+impl Warnings {
+    pub(crate) fn push(&mut self, warning: String) {
+        self.0.push(warning);
+    }
+}
+
+/// A boolean variable as the specification reads it (Environment Variable Specification,
+/// "Parsing", v1.44): true only for `true`, in any case; anything else is false, and a value
+/// other than `false` gets a warning.
+pub(crate) fn parse_spec_bool(variable: &str, value: &str, warnings: &mut Warnings) -> bool {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("true") {
+        return true;
+    }
+    if !value.eq_ignore_ascii_case("false") {
+        warnings.push(format!(
+            "{variable}={value:?} is neither true nor false: read as false"
+        ));
+    }
+    false
+}
+
 /// What the builder set in code; `None` leaves the choice to the environment.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Overrides {
@@ -182,6 +208,7 @@ pub(crate) struct Settings {
     pub(crate) propagators: Vec<Propagator>,
     /// The host and process metric groups to report; empty when they are off.
     pub(crate) host_metric_groups: Vec<HostMetricGroup>,
+    pub(crate) warnings: Warnings,
 }
 
 /// How one signal is exported.
@@ -205,15 +232,27 @@ impl Settings {
         overrides: &Overrides,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        let mut warnings = Warnings::default();
+        let set = |variable| env(variable).filter(|value| !value.trim().is_empty());
         let sdk_disabled = match overrides.sdk_disabled {
             Some(disabled) => disabled,
-            None => parse(&env, OTEL_SDK_DISABLED, "true, false", parse_bool)?.unwrap_or(false),
+            None => set(OTEL_SDK_DISABLED)
+                .is_some_and(|value| parse_spec_bool(OTEL_SDK_DISABLED, &value, &mut warnings)),
         };
+        // On unless `false`: a value that is neither keeps the default, with a warning.
         let host_metrics = match overrides.host_metrics {
             Some(enabled) => enabled,
-            None => {
-                parse(&env, OTEL_MONITOR_HOST_METRICS, "true, false", parse_bool)?.unwrap_or(true)
-            }
+            None => match set(OTEL_MONITOR_HOST_METRICS) {
+                Some(value) if value.trim().eq_ignore_ascii_case("false") => false,
+                Some(value) if !value.trim().eq_ignore_ascii_case("true") => {
+                    warnings.push(format!(
+                        "{OTEL_MONITOR_HOST_METRICS}={value:?} is neither true nor false: \
+                         host metrics stay on"
+                    ));
+                    true
+                }
+                _ => true,
+            },
         };
         let host_metric_groups = match &overrides.host_metric_groups {
             Some(groups) => groups.clone(),
@@ -296,15 +335,8 @@ impl Settings {
             } else {
                 Vec::new()
             },
+            warnings,
         })
-    }
-}
-
-fn parse_bool(value: &str) -> Option<bool> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" => Some(true),
-        "false" => Some(false),
-        _ => None,
     }
 }
 
@@ -423,6 +455,25 @@ mod tests {
     }
 
     #[test]
+    fn booleans_follow_the_specification_and_warn_on_other_values() {
+        let one = resolve(&[(OTEL_SDK_DISABLED, "1")], Overrides::default()).unwrap();
+        assert!(!one.sdk_disabled, "only `true` is true");
+        assert_eq!(
+            one.warnings.0,
+            [r#"OTEL_SDK_DISABLED="1" is neither true nor false: read as false"#]
+        );
+        let quiet = resolve(&[(OTEL_SDK_DISABLED, "FALSE")], Overrides::default()).unwrap();
+        assert!(!quiet.sdk_disabled);
+        assert_eq!(quiet.warnings.0, Vec::<String>::new());
+        let off = resolve(&[(OTEL_MONITOR_HOST_METRICS, "off")], Overrides::default()).unwrap();
+        assert_eq!(off.host_metric_groups, HostMetricGroup::ALL);
+        assert_eq!(
+            off.warnings.0,
+            [r#"OTEL_MONITOR_HOST_METRICS="off" is neither true nor false: host metrics stay on"#]
+        );
+    }
+
+    #[test]
     fn a_signal_protocol_overrides_the_general_one() {
         let settings = resolve(
             &[
@@ -476,7 +527,6 @@ mod tests {
     #[test]
     fn invalid_values_name_the_variable_and_the_accepted_values() {
         let cases = [
-            (OTEL_SDK_DISABLED, "yes", "true, false"),
             (OTEL_TRACES_EXPORTER, "jaeger", Exporter::ACCEPTED),
             (OTEL_TRACES_EXPORTER, "otlp,zipkin", Exporter::ACCEPTED),
             (
@@ -501,7 +551,6 @@ mod tests {
                 OtlpProtocol::ACCEPTED,
             ),
             (OTEL_PROPAGATORS, "tracecontext,b3", Propagator::ACCEPTED),
-            (OTEL_MONITOR_HOST_METRICS, "off", "true, false"),
             (
                 OTEL_MONITOR_HOST_METRICS_GROUPS,
                 "cpu,gpu",

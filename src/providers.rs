@@ -1,6 +1,17 @@
 //! The SDK providers of each signal, with the exporters the settings name.
+//!
+//! Spans go through the [direct exporter](crate::export::direct); metrics and log records
+//! through the stock `opentelemetry-otlp` exporters. All three get the same [`Destination`]:
+//! the endpoint resolved once, the crate's TLS client or channel, the shared retry policy, and
+//! a [`FailureReport`].
 
-use opentelemetry_otlp::{ExporterBuildError, LogExporter, MetricExporter, SpanExporter};
+use std::sync::Arc;
+
+use opentelemetry::metrics::Meter;
+use opentelemetry_otlp::{
+    ExporterBuildError, LogExporter, MetricExporter, WithExportConfig, WithHttpConfig,
+    WithTonicConfig,
+};
 use opentelemetry_sdk::{
     Resource, logs::SdkLoggerProvider, metrics::SdkMeterProvider, trace::SdkTracerProvider,
 };
@@ -8,26 +19,46 @@ use opentelemetry_sdk::{
 use crate::{
     InitError,
     config::{Exporter, OtlpProtocol, Signal},
-    export::direct::DirectSpanExporter,
-    export::failures::{FailureReport, Reporting},
+    export::{
+        destination::Destination,
+        direct::DirectSpanExporter,
+        failures::{FailureReport, Reporting},
+        grpc_runtime::{self, GrpcRuntime},
+        http_client::{CauseNotingClient, blocking_client},
+        retry::stock_policy,
+    },
 };
+
+/// How a signal is exported: its settings and, when it goes over OTLP, its destination.
+pub(crate) struct Export<'a> {
+    pub(crate) signal: &'a Signal,
+    pub(crate) destination: Option<&'a Destination>,
+    pub(crate) runtime: Option<&'a GrpcRuntime>,
+}
+
+impl Export<'_> {
+    fn otlp(&self) -> &Destination {
+        self.destination
+            .expect("a signal exported over OTLP has a destination")
+    }
+}
 
 /// The tracer provider, or `None` when traces are off.
 pub(crate) fn tracer_provider(
-    signal: &Signal,
+    export: &Export<'_>,
     resource: &Resource,
-    meter: &opentelemetry::metrics::Meter,
+    meter: &Meter,
 ) -> Result<Option<SdkTracerProvider>, InitError> {
-    if signal.exporters.is_empty() {
+    if export.signal.exporters.is_empty() {
         return Ok(None);
     }
     let mut builder = SdkTracerProvider::builder().with_resource(resource.clone());
-    for exporter in &signal.exporters {
+    for exporter in &export.signal.exporters {
         builder = match exporter {
-            Exporter::Otlp if direct_export_applies(signal) => {
-                builder.with_batch_exporter(direct_span_exporter(signal, meter)?)
-            }
-            Exporter::Otlp => builder.with_batch_exporter(otlp_span_exporter(signal, meter)?),
+            Exporter::Otlp => builder.with_batch_exporter(
+                DirectSpanExporter::new(export.otlp(), meter, export.runtime)
+                    .map_err(|source| exporter_error("traces", source))?,
+            ),
             Exporter::Console => {
                 builder.with_batch_exporter(opentelemetry_stdout::SpanExporter::default())
             }
@@ -41,18 +72,18 @@ pub(crate) fn tracer_provider(
 /// The meter provider, or `None` when metrics are off; with the Prometheus registry it
 /// fills when `prometheus` is one of the exporters.
 pub(crate) fn meter_provider(
-    signal: &Signal,
+    export: &Export<'_>,
     resource: &Resource,
 ) -> Result<Option<MeterProvider>, InitError> {
-    if signal.exporters.is_empty() {
+    if export.signal.exporters.is_empty() {
         return Ok(None);
     }
     let mut builder = SdkMeterProvider::builder().with_resource(resource.clone());
     #[cfg(feature = "prometheus")]
     let mut prometheus = None;
-    for exporter in &signal.exporters {
+    for exporter in &export.signal.exporters {
         builder = match exporter {
-            Exporter::Otlp => builder.with_periodic_exporter(otlp_metric_exporter(signal)?),
+            Exporter::Otlp => builder.with_periodic_exporter(otlp_metric_exporter(export)?),
             Exporter::Console => {
                 builder.with_periodic_exporter(opentelemetry_stdout::MetricExporter::default())
             }
@@ -80,16 +111,16 @@ pub(crate) struct MeterProvider {
 
 /// The logger provider, or `None` when logs are off.
 pub(crate) fn logger_provider(
-    signal: &Signal,
+    export: &Export<'_>,
     resource: &Resource,
 ) -> Result<Option<SdkLoggerProvider>, InitError> {
-    if signal.exporters.is_empty() {
+    if export.signal.exporters.is_empty() {
         return Ok(None);
     }
     let mut builder = SdkLoggerProvider::builder().with_resource(resource.clone());
-    for exporter in &signal.exporters {
+    for exporter in &export.signal.exporters {
         builder = match exporter {
-            Exporter::Otlp => builder.with_batch_exporter(otlp_log_exporter(signal)?),
+            Exporter::Otlp => builder.with_batch_exporter(otlp_log_exporter(export)?),
             Exporter::Console => {
                 builder.with_batch_exporter(opentelemetry_stdout::LogExporter::default())
             }
@@ -100,104 +131,100 @@ pub(crate) fn logger_provider(
     Ok(Some(builder.build()))
 }
 
-/// Whether spans go through the direct encoder ([`direct_export`](crate::export::direct)): unless
-/// compression is configured, or a gRPC endpoint is not plain `http://` (TLS, or no scheme and
-/// `OTEL_EXPORTER_OTLP_INSECURE` to read), which the stock exporter handles.
-fn direct_export_applies(signal: &Signal) -> bool {
-    let compressed = [
-        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-        "OTEL_EXPORTER_OTLP_COMPRESSION",
-    ]
-    .iter()
-    .any(|variable| std::env::var_os(variable).is_some_and(|value| !value.is_empty()));
-    let plain_grpc = || otlp_destination(signal, "TRACES", "v1/traces").starts_with("http://");
-    !compressed && (signal.protocol == OtlpProtocol::HttpProtobuf || plain_grpc())
-}
-
-/// The OTLP span exporter with the direct encoder, counting and reporting the spans it cannot
-/// deliver.
-fn direct_span_exporter(
-    signal: &Signal,
-    meter: &opentelemetry::metrics::Meter,
-) -> Result<Reporting<DirectSpanExporter>, InitError> {
-    let destination = otlp_destination(signal, "TRACES", "v1/traces");
-    let exporter = DirectSpanExporter::from_env(signal.protocol, &destination);
-    let report = FailureReport::new("traces", destination)
-        .counting_spans(meter, span_component_type(signal.protocol));
-    reporting(exporter, report)
-}
-
-/// The stock OTLP span exporter, counting and reporting the spans it cannot deliver.
-fn otlp_span_exporter(
-    signal: &Signal,
-    meter: &opentelemetry::metrics::Meter,
-) -> Result<Reporting<SpanExporter>, InitError> {
-    let exporter = match signal.protocol {
-        OtlpProtocol::Grpc => SpanExporter::builder().with_tonic().build(),
-        OtlpProtocol::HttpProtobuf => SpanExporter::builder().with_http().build(),
+/// The stock OTLP metric exporter to the destination, reporting the exports it cannot deliver.
+fn otlp_metric_exporter(export: &Export<'_>) -> Result<Reporting<MetricExporter>, InitError> {
+    let destination = export.otlp();
+    let report = Arc::new(FailureReport::new(destination));
+    let exporter = match destination.protocol {
+        OtlpProtocol::Grpc => MetricExporter::builder()
+            .with_tonic()
+            .with_channel(channel(export)?)
+            .with_retry_policy(stock_policy())
+            .build(),
+        OtlpProtocol::HttpProtobuf => MetricExporter::builder()
+            .with_http()
+            .with_endpoint(destination.endpoint.to_string())
+            .with_http_client(http_client(destination, &report)?)
+            .with_retry_policy(stock_policy())
+            .build(),
     };
-    let report = FailureReport::new("traces", otlp_destination(signal, "TRACES", "v1/traces"))
-        .counting_spans(meter, span_component_type(signal.protocol));
     reporting(exporter, report)
 }
 
-/// The `otel.component.type` of the span exporter, as the SDK self-observability conventions
-/// name it.
-fn span_component_type(protocol: OtlpProtocol) -> &'static str {
-    match protocol {
-        OtlpProtocol::Grpc => "otlp_grpc_span_exporter",
-        OtlpProtocol::HttpProtobuf => "otlp_http_span_exporter",
-    }
-}
-
-/// The OTLP metric exporter, reporting the exports it cannot deliver.
-fn otlp_metric_exporter(signal: &Signal) -> Result<Reporting<MetricExporter>, InitError> {
-    let exporter = match signal.protocol {
-        OtlpProtocol::Grpc => MetricExporter::builder().with_tonic().build(),
-        OtlpProtocol::HttpProtobuf => MetricExporter::builder().with_http().build(),
+/// The stock OTLP log exporter to the destination, reporting the records it cannot deliver.
+fn otlp_log_exporter(export: &Export<'_>) -> Result<Reporting<LogExporter>, InitError> {
+    let destination = export.otlp();
+    let report = Arc::new(FailureReport::new(destination));
+    let exporter = match destination.protocol {
+        OtlpProtocol::Grpc => LogExporter::builder()
+            .with_tonic()
+            .with_channel(channel(export)?)
+            .with_retry_policy(stock_policy())
+            .build(),
+        OtlpProtocol::HttpProtobuf => LogExporter::builder()
+            .with_http()
+            .with_endpoint(destination.endpoint.to_string())
+            .with_http_client(http_client(destination, &report)?)
+            .with_retry_policy(stock_policy())
+            .build(),
     };
-    let report = FailureReport::new("metrics", otlp_destination(signal, "METRICS", "v1/metrics"));
     reporting(exporter, report)
 }
 
-/// The OTLP log exporter, reporting the log records it cannot deliver.
-fn otlp_log_exporter(signal: &Signal) -> Result<Reporting<LogExporter>, InitError> {
-    let exporter = match signal.protocol {
-        OtlpProtocol::Grpc => LogExporter::builder().with_tonic().build(),
-        OtlpProtocol::HttpProtobuf => LogExporter::builder().with_http().build(),
-    };
-    let report = FailureReport::new("logs", otlp_destination(signal, "LOGS", "v1/logs"));
-    reporting(exporter, report)
+/// The crate's gRPC channel to a signal's destination. The stock exporter still reads the
+/// headers, the timeout and the compression from the same variables the destination checked.
+fn channel(export: &Export<'_>) -> Result<tonic::transport::Channel, InitError> {
+    let destination = export.otlp();
+    let runtime = export.runtime.ok_or_else(|| {
+        exporter_error(
+            destination.kind.name(),
+            ExporterBuildError::InternalFailure("OTLP/gRPC without its runtime".to_owned()),
+        )
+    })?;
+    grpc_runtime::channel(destination, runtime)
+        .map_err(|source| exporter_error(destination.kind.name(), source))
+}
+
+/// The crate's HTTP client to a signal's destination, noting failure causes in `report`.
+fn http_client(
+    destination: &Destination,
+    report: &Arc<FailureReport>,
+) -> Result<CauseNotingClient, InitError> {
+    let client = blocking_client(destination)
+        .map_err(|source| exporter_error(destination.kind.name(), source))?;
+    Ok(CauseNotingClient::new(client, report.clone()))
 }
 
 /// The exporter just built, reporting its failures to `report`; or why it could not be built.
 fn reporting<E>(
     exporter: Result<E, ExporterBuildError>,
-    report: FailureReport,
+    report: Arc<FailureReport>,
 ) -> Result<Reporting<E>, InitError> {
-    match exporter {
-        Ok(exporter) => Ok(Reporting::new(exporter, report)),
-        Err(source) => Err(InitError::Exporter {
-            signal: report.signal(),
-            source,
-        }),
-    }
+    let signal = report.signal().name();
+    exporter
+        .map(|exporter| Reporting::new(exporter, report))
+        .map_err(|source| exporter_error(signal, source))
+}
+
+fn exporter_error(signal: &'static str, source: ExporterBuildError) -> InitError {
+    InitError::Exporter { signal, source }
 }
 
 /// Says where a signal goes, for the start-up line: `otlp http/protobuf http://...`, `console`,
 /// `prometheus`, or `off`.
-pub(crate) fn describe(signal: &Signal, name: &str, http_path: &str) -> String {
-    if signal.exporters.is_empty() {
+pub(crate) fn describe(export: &Export<'_>) -> String {
+    if export.signal.exporters.is_empty() {
         return "off".to_owned();
     }
-    let described: Vec<String> = signal
+    let described: Vec<String> = export
+        .signal
         .exporters
         .iter()
         .map(|exporter| match exporter {
             Exporter::Otlp => format!(
                 "otlp {} {}",
-                signal.protocol,
-                otlp_destination(signal, name, http_path)
+                export.signal.protocol,
+                export.otlp().shown_endpoint()
             ),
             Exporter::Console => "console (stdout)".to_owned(),
             #[cfg(feature = "prometheus")]
@@ -205,22 +232,4 @@ pub(crate) fn describe(signal: &Signal, name: &str, http_path: &str) -> String {
         })
         .collect();
     described.join(" + ")
-}
-
-/// The endpoint the OTLP exporter sends a signal to, as it resolves it from the environment.
-/// Used only to tell the user; the exporter reads the variables itself.
-fn otlp_destination(signal: &Signal, name: &str, http_path: &str) -> String {
-    let configured = |variable: String| std::env::var(variable).ok().filter(|v| !v.is_empty());
-    configured(format!("OTEL_EXPORTER_OTLP_{name}_ENDPOINT"))
-        .or_else(|| {
-            let base = configured("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned())?;
-            Some(match signal.protocol {
-                OtlpProtocol::Grpc => base,
-                OtlpProtocol::HttpProtobuf => format!("{}/{http_path}", base.trim_end_matches('/')),
-            })
-        })
-        .unwrap_or_else(|| match signal.protocol {
-            OtlpProtocol::Grpc => "http://localhost:4317".to_owned(),
-            OtlpProtocol::HttpProtobuf => format!("http://localhost:4318/{http_path}"),
-        })
 }

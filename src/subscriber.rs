@@ -10,8 +10,23 @@
 //!
 //! The exporters' own machinery (HTTP and gRPC clients, the SDK) logs through `tracing` too: its
 //! events and spans go to the console only, never back into the pipeline that exports them.
+//! The SDK's and the OTLP exporter's own diagnostics (an `ExportError` line per failed batch)
+//! stay off the console: the crate's [`FailureReport`](crate::export::failures::FailureReport)
+//! says the same once a minute. `RUST_LOG=opentelemetry_sdk=debug` (or any directive naming an
+//! `opentelemetry` crate) shows them all again. The SDK's once-only warnings that its queue is
+//! full are kept: they are the one sign that spans are dropped before any export.
+//!
+//! When [`Telemetry`](crate::Telemetry) shuts down, the bridges stop first (a [`Gate`]), so no
+//! event or span reaches a provider after it shut down.
 
-use std::{fmt, io::IsTerminal};
+use std::{
+    fmt,
+    io::IsTerminal,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
@@ -30,7 +45,7 @@ use tracing_subscriber::{
     util::SubscriberInitExt,
 };
 
-use crate::export::failures;
+use crate::{config::Warnings, export::failures};
 
 /// Targets (crates and modules) of the export machinery: turning their events and spans into
 /// telemetry would make the pipeline feed on itself. The OTLP clients run partly on the
@@ -61,24 +76,84 @@ fn is_export_machinery(target: &str) -> bool {
     })
 }
 
-/// Installs the subscriber globally; fails if one is installed already.
+/// The SDK diagnostics shown on the console even when `RUST_LOG` does not ask for them: each
+/// is logged at most once per processor (when dropping starts, and the total at shutdown).
+const QUEUE_FULL_EVENTS: [&str; 4] = [
+    "BatchSpanProcessor.SpanDroppingStarted",
+    "BatchSpanProcessor.SpansDropped",
+    "BatchLogProcessor.LogDroppingStarted",
+    "BatchLogProcessor.LogsDropped",
+];
+
+/// Whether an event is one of OpenTelemetry's own diagnostics, kept off the console by default.
+fn is_sdk_diagnostic(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.target().starts_with("opentelemetry") && !QUEUE_FULL_EVENTS.contains(&metadata.name())
+}
+
+/// Whether the bridges still pass events and spans to the providers; closed at shutdown.
+#[derive(Debug, Clone)]
+pub(crate) struct Gate(Arc<AtomicBool>);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl Gate {
+    pub(crate) fn close(&self) {
+        self.0.store(false, Ordering::Release);
+    }
+
+    fn is_open(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// The `RUST_LOG` filter, `info` when unset; an invalid one is `info` too, with a warning.
+fn env_filter(rust_log: &str, warnings: &mut Warnings) -> (EnvFilter, bool) {
+    let names_sdk = rust_log.contains("opentelemetry");
+    if rust_log.trim().is_empty() {
+        return (EnvFilter::new("info"), names_sdk);
+    }
+    match EnvFilter::try_new(rust_log) {
+        Ok(filter) => (filter, names_sdk),
+        Err(error) => {
+            warnings.push(format!(
+                "RUST_LOG={rust_log:?} is not a valid filter ({error}): using info"
+            ));
+            (EnvFilter::new("info"), false)
+        }
+    }
+}
+
+/// Installs the subscriber globally; fails if one is installed already. What it ignored in
+/// `RUST_LOG` goes to `warnings`.
 pub(crate) fn install(
     tracer_provider: Option<&SdkTracerProvider>,
     logger_provider: Option<&SdkLoggerProvider>,
+    gate: &Gate,
+    warnings: &mut Warnings,
 ) -> Result<(), tracing_subscriber::util::TryInitError> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let rust_log = std::env::var("RUST_LOG").unwrap_or_default();
+    let (filter, sdk_on_console) = env_filter(&rust_log, warnings);
     let console = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stdout().is_terminal())
-        .event_format(ConsoleFormat);
-    let not_export_machinery = || filter_fn(|metadata| !is_export_machinery(metadata.target()));
+        .event_format(ConsoleFormat)
+        .with_filter(filter_fn(move |metadata| {
+            sdk_on_console || !is_sdk_diagnostic(metadata)
+        }));
+    let into_pipeline = || {
+        let gate = gate.clone();
+        filter_fn(move |metadata| gate.is_open() && !is_export_machinery(metadata.target()))
+    };
     let spans = tracer_provider.map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("tracing"))
-            .with_filter(not_export_machinery())
+            .with_filter(into_pipeline())
     });
-    let logs = logger_provider.map(|provider| {
-        OpenTelemetryTracingBridge::new(provider).with_filter(not_export_machinery())
-    });
+    let logs = logger_provider
+        .map(|provider| OpenTelemetryTracingBridge::new(provider).with_filter(into_pipeline()));
     tracing_subscriber::registry()
         .with(filter)
         .with(console)
@@ -138,7 +213,20 @@ fn level_color(level: Level) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use super::is_export_machinery;
+    use super::{Warnings, env_filter, is_export_machinery};
+
+    #[test]
+    fn an_invalid_rust_log_is_info_with_a_warning() {
+        let mut warnings = Warnings::default();
+        let (filter, _) = env_filter("info,[unclosed", &mut warnings);
+        assert_eq!(filter.to_string(), "info");
+        assert_eq!(warnings.0.len(), 1, "{:?}", warnings.0);
+        assert!(
+            warnings.0[0].starts_with(r#"RUST_LOG="info,[unclosed" is not a valid filter"#),
+            "{:?}",
+            warnings.0
+        );
+    }
 
     #[test]
     fn export_machinery_is_matched_by_crate_or_module_not_by_name_prefix() {

@@ -2,13 +2,15 @@
 //! from the standard environment variables in one call, and flushed when it ends.
 
 use std::{
-    sync::mpsc,
+    path::PathBuf,
+    sync::{Arc, mpsc},
     thread,
     time::{Duration, Instant},
 };
 
 use opentelemetry::{
     InstrumentationScope, Key, KeyValue, global,
+    metrics::{Meter, MeterProvider as _},
     propagation::{TextMapCompositePropagator, TextMapPropagator},
 };
 use opentelemetry_otlp::ExporterBuildError;
@@ -28,7 +30,14 @@ use opentelemetry_semantic_conventions::resource::{
 use crate::{
     HostMetricGroup,
     config::{ConfigError, Exporter, OtlpProtocol, Overrides, Propagator, Settings, Signal},
-    providers, register_host_metrics, subscriber,
+    export::{
+        destination::{Destination, SignalKind},
+        grpc_runtime::GrpcRuntime,
+        tls::TlsOverrides,
+    },
+    providers::{self, Export},
+    register_host_metrics,
+    subscriber::{self, Gate},
 };
 
 /// How long [`Telemetry::shutdown`] waits for the exporters to flush, in all.
@@ -60,8 +69,12 @@ pub struct Telemetry {
     prometheus: Option<crate::PrometheusScrape>,
     meter_provider: Option<SdkMeterProvider>,
     logger_provider: Option<SdkLoggerProvider>,
+    /// Closes the `tracing` bridges at shutdown, when the subscriber is the crate's.
+    gate: Option<Gate>,
     shutdown_timeout: Duration,
     shut_down: bool,
+    /// Carries the gRPC connections; declared last, so it stops after the providers.
+    _grpc_runtime: Option<GrpcRuntime>,
 }
 
 impl Telemetry {
@@ -94,6 +107,11 @@ impl Telemetry {
     /// Flushes and stops every signal, waiting at most the shutdown timeout in all (3 s
     /// unless [`TelemetryBuilder::shutdown_timeout`] says otherwise), so a collector that is
     /// gone cannot hold the process.
+    ///
+    /// It blocks the calling thread until then, and may be called from async code on any
+    /// runtime: the exports run on threads of their own, and gRPC on the crate's own runtime,
+    /// so the last batch is delivered even from a current-thread runtime. `tracing` events and
+    /// spans made after it starts go to the console only.
     pub fn shutdown(mut self) -> Result<(), ShutdownError> {
         self.shut_down = true;
         self.shut_down_providers()
@@ -102,6 +120,9 @@ impl Telemetry {
     /// Shuts the providers down side by side under one deadline: the SDK's meter provider waits
     /// its reader's fixed timeout whatever it is given, and the span processor may wait as long.
     fn shut_down_providers(&self) -> Result<(), ShutdownError> {
+        if let Some(gate) = &self.gate {
+            gate.close();
+        }
         let deadline = Instant::now() + self.shutdown_timeout;
         let (done, results) = mpsc::channel();
         let mut pending = Vec::new();
@@ -192,6 +213,7 @@ pub struct TelemetryBuilder {
     default_service_version: Option<String>,
     tracing_subscriber: bool,
     shutdown_timeout: Duration,
+    tls: TlsOverrides,
 }
 
 impl Default for TelemetryBuilder {
@@ -203,6 +225,7 @@ impl Default for TelemetryBuilder {
             default_service_version: None,
             tracing_subscriber: true,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            tls: TlsOverrides::default(),
         }
     }
 }
@@ -299,6 +322,26 @@ impl TelemetryBuilder {
         self
     }
 
+    /// The CA certificates (a PEM file) to trust for `https://` endpoints instead of the
+    /// platform's, over `OTEL_EXPORTER_OTLP_CERTIFICATE` and its per-signal forms: for a
+    /// collector whose certificate a private CA signed.
+    pub fn otlp_certificate(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.certificate = Some(path.into());
+        self
+    }
+
+    /// The client certificate chain and its private key (PEM files) presented to collectors
+    /// that ask for one (mutual TLS), over `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and
+    /// `OTEL_EXPORTER_OTLP_CLIENT_KEY` and their per-signal forms.
+    pub fn otlp_client_identity(
+        mut self,
+        certificate: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls.client_identity = Some((certificate.into(), key.into()));
+        self
+    }
+
     /// How long shutdown may take in all (3 s by default).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
@@ -307,74 +350,154 @@ impl TelemetryBuilder {
 
     /// Builds the pipeline and installs it globally.
     ///
-    /// Fails, without panicking, when a variable holds an invalid value (the error names it and
-    /// the accepted values), when an exporter cannot be built, when OTLP/gRPC is asked for
-    /// outside a Tokio runtime, or when a `tracing` subscriber is already installed.
+    /// Fails, without panicking, when a variable holds an invalid value or names a file that
+    /// cannot be read (the error names the variable, and the accepted values or the path), when
+    /// an exporter cannot be built, or when a `tracing` subscriber is already installed. A
+    /// failing `init()` leaves the global providers, propagator and subscriber as it found them.
     pub fn init(self) -> Result<Telemetry, InitError> {
-        let settings = Settings::resolve(&self.overrides, |variable| {
+        let env = |variable: &str| {
             std::env::var_os(variable).map(|value| value.to_string_lossy().into_owned())
-        })?;
-        let uses_grpc = |signal: &Signal| {
-            signal.exports_to(Exporter::Otlp) && signal.protocol == OtlpProtocol::Grpc
         };
-        if [&settings.traces, &settings.metrics, &settings.logs]
+        let mut settings = Settings::resolve(&self.overrides, env)?;
+        let resolve = |signal: &Signal, kind: SignalKind, warnings: &mut _| {
+            signal
+                .exports_to(Exporter::Otlp)
+                .then(|| Destination::resolve(kind, signal.protocol, &self.tls, &env, warnings))
+                .transpose()
+                .map_err(|source| InitError::Exporter {
+                    signal: kind.name(),
+                    source,
+                })
+        };
+        let warnings = &mut settings.warnings;
+        let traces = resolve(&settings.traces, SignalKind::Traces, warnings)?;
+        let metrics = resolve(&settings.metrics, SignalKind::Metrics, warnings)?;
+        let logs = resolve(&settings.logs, SignalKind::Logs, warnings)?;
+        let grpc_runtime = [&traces, &metrics, &logs]
             .into_iter()
-            .any(uses_grpc)
-            && tokio::runtime::Handle::try_current().is_err()
-        {
-            return Err(InitError::GrpcOutsideTokio);
-        }
+            .flatten()
+            .any(|destination| destination.protocol == OtlpProtocol::Grpc)
+            .then(GrpcRuntime::start)
+            .transpose()
+            .map_err(|error| InitError::Exporter {
+                signal: "traces",
+                source: opentelemetry_otlp::ExporterBuildError::InternalFailure(error.to_string()),
+            })?;
+        let runtime = grpc_runtime.as_ref();
+        let (traces, metrics, logs) = (
+            Export {
+                signal: &settings.traces,
+                destination: traces.as_ref(),
+                runtime,
+            },
+            Export {
+                signal: &settings.metrics,
+                destination: metrics.as_ref(),
+                runtime,
+            },
+            Export {
+                signal: &settings.logs,
+                destination: logs.as_ref(),
+                runtime,
+            },
+        );
 
         let resource = self.resource();
-        // Metrics first: the span exporter counts what it loses, and the SDK's span processor
-        // its own drops, with the global meter provider as it is when they are built.
-        let metrics = providers::meter_provider(&settings.metrics, &resource)?;
-        if let Some(metrics) = &metrics {
-            global::set_meter_provider(metrics.provider.clone());
-        }
-        let meter = global::meter_with_scope(
-            InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .build(),
-        );
-        if metrics.is_some() && !settings.host_metric_groups.is_empty() {
+        let meter_provider = providers::meter_provider(&metrics, &resource)?;
+        let scope = InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
+        let meter = match &meter_provider {
+            Some(metrics) => metrics.provider.meter_with_scope(scope),
+            None => global::meter_with_scope(scope),
+        };
+        if meter_provider.is_some() && !settings.host_metric_groups.is_empty() {
             register_host_metrics(&meter, &settings.host_metric_groups);
         }
-        let tracer_provider = providers::tracer_provider(&settings.traces, &resource, &meter)?;
+        // The SDK's span and log processors take the global meter provider, as it is when they
+        // are built, for their own counts (spans dropped from a full queue): install it first,
+        // and put back the one found if a later step fails.
+        let found = meter_provider.as_ref().map(|metrics| {
+            let found = FoundMeterProvider(global::meter_provider());
+            global::set_meter_provider(metrics.provider.clone());
+            found
+        });
+        let rest = self.build_rest(&traces, &logs, &resource, &meter, &mut settings.warnings);
+        let (tracer_provider, logger_provider, gate) = match rest {
+            Ok(rest) => rest,
+            Err(error) => {
+                if let Some(found) = found {
+                    global::set_meter_provider(found);
+                }
+                return Err(error);
+            }
+        };
         if let Some(provider) = &tracer_provider {
             global::set_tracer_provider(provider.clone());
         }
-        let logger_provider = providers::logger_provider(&settings.logs, &resource)?;
         if !settings.sdk_disabled {
             global::set_text_map_propagator(propagator(&settings.propagators));
         }
 
-        let telemetry = Telemetry {
-            tracer_provider,
-            #[cfg(feature = "prometheus")]
-            prometheus: metrics
-                .as_ref()
-                .and_then(|metrics| metrics.prometheus.clone()),
-            meter_provider: metrics.map(|metrics| metrics.provider),
-            logger_provider,
-            shutdown_timeout: self.shutdown_timeout,
-            shut_down: false,
-        };
-        if self.tracing_subscriber {
-            subscriber::install(
-                telemetry.tracer_provider.as_ref(),
-                telemetry.logger_provider.as_ref(),
-            )
-            .map_err(|source| InitError::Subscriber(source.to_string()))?;
+        for warning in &settings.warnings.0 {
+            tracing::warn!(target: "otel_monitor::config", "{warning}");
         }
         tracing::info!(
             service.name = %resource.get(&Key::from_static_str(SERVICE_NAME)).map(|name| name.to_string()).unwrap_or_default(),
-            traces = %providers::describe(&settings.traces, "TRACES", "v1/traces"),
-            metrics = %providers::describe(&settings.metrics, "METRICS", "v1/metrics"),
-            logs = %providers::describe(&settings.logs, "LOGS", "v1/logs"),
+            traces = %providers::describe(&traces),
+            metrics = %providers::describe(&metrics),
+            logs = %providers::describe(&logs),
             "telemetry pipeline ready",
         );
-        Ok(telemetry)
+        Ok(Telemetry {
+            tracer_provider,
+            #[cfg(feature = "prometheus")]
+            prometheus: meter_provider
+                .as_ref()
+                .and_then(|metrics| metrics.prometheus.clone()),
+            meter_provider: meter_provider.map(|metrics| metrics.provider),
+            logger_provider,
+            gate,
+            shutdown_timeout: self.shutdown_timeout,
+            shut_down: false,
+            _grpc_runtime: grpc_runtime,
+        })
+    }
+
+    /// The tracer and logger providers and the subscriber: the steps of `init()` that can still
+    /// fail once the meter provider is global. Nothing here is global until it all succeeded.
+    #[allow(clippy::type_complexity)]
+    fn build_rest(
+        &self,
+        traces: &Export<'_>,
+        logs: &Export<'_>,
+        resource: &Resource,
+        meter: &Meter,
+        warnings: &mut crate::config::Warnings,
+    ) -> Result<
+        (
+            Option<SdkTracerProvider>,
+            Option<SdkLoggerProvider>,
+            Option<Gate>,
+        ),
+        InitError,
+    > {
+        let tracer_provider = providers::tracer_provider(traces, resource, meter)?;
+        let logger_provider = providers::logger_provider(logs, resource)?;
+        let gate = if self.tracing_subscriber {
+            let gate = Gate::default();
+            subscriber::install(
+                tracer_provider.as_ref(),
+                logger_provider.as_ref(),
+                &gate,
+                warnings,
+            )
+            .map_err(|source| InitError::Subscriber(source.to_string()))?;
+            Some(gate)
+        } else {
+            None
+        };
+        Ok((tracer_provider, logger_provider, gate))
     }
 
     /// The SDK's resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `telemetry.sdk.*`),
@@ -414,6 +537,15 @@ impl TelemetryBuilder {
     }
 }
 
+/// The global meter provider as `init()` found it, to put back when `init()` fails.
+struct FoundMeterProvider(Arc<dyn opentelemetry::metrics::MeterProvider + Send + Sync>);
+
+impl opentelemetry::metrics::MeterProvider for FoundMeterProvider {
+    fn meter_with_scope(&self, scope: InstrumentationScope) -> Meter {
+        self.0.meter_with_scope(scope)
+    }
+}
+
 /// The propagators named, in order; none at all propagates nothing.
 fn propagator(propagators: &[Propagator]) -> TextMapCompositePropagator {
     let propagators = propagators
@@ -444,12 +576,6 @@ pub enum InitError {
         #[source]
         source: ExporterBuildError,
     },
-    /// OTLP/gRPC runs on a Tokio runtime, and `init()` was called outside one.
-    #[error(
-        "OTLP over gRPC needs a Tokio runtime: call init() inside the runtime (for example in \
-         #[tokio::main]) or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"
-    )]
-    GrpcOutsideTokio,
     /// The Prometheus exporter could not be built.
     #[cfg(feature = "prometheus")]
     #[error("cannot build the Prometheus exporter: {0}")]

@@ -334,7 +334,7 @@ async fn a_partial_success_is_logged_over_both_protocols() {
         let warning = exit
             .output
             .lines()
-            .find(|line| line.contains("rejected part of a span export"))
+            .find(|line| line.contains("rejected part of a traces export"))
             .unwrap_or_else(|| panic!("{protocol}: no warning in\n{}", exit.output));
         assert!(warning.contains("WARN"), "{warning}");
         assert!(warning.contains("span too large"), "{warning}");

@@ -2,11 +2,16 @@
 //!
 //! When the collector is slow or gone, the SDK's batch processors drop what they cannot send and
 //! the service goes on serving. What it must not do is stay silent, or print a wall of errors:
-//! [`Reporting`] wraps an exporter, counts what is lost, warns once, then at most once a
-//! minute with the count, and says when exports succeed again.
+//! a signal's [`FailureReport`] counts what is lost, warns once with the reason in words
+//! (`certificate not trusted (unknown issuer)`, `connection refused`), then at most once a
+//! minute with the count, and says when exports succeed again. A partial success (the collector
+//! took the request but rejected some of its items) is reported the same way, on its own
+//! schedule. The SDK's own per-batch error events are kept off the console (see
+//! [`subscriber`](crate::subscriber)): this report speaks for them.
 
 use std::{
-    sync::Mutex,
+    error::Error,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -16,12 +21,13 @@ use opentelemetry::{
 };
 use opentelemetry_sdk::{
     Resource,
-    error::OTelSdkResult,
+    error::{OTelSdkError, OTelSdkResult},
     logs::{LogBatch, LogExporter},
     metrics::{Temporality, data::ResourceMetrics, exporter::PushMetricExporter},
-    trace::{SpanData, SpanExporter},
 };
 use opentelemetry_semantic_conventions::attribute::ERROR_TYPE;
+
+use super::destination::{Destination, SignalKind};
 
 /// How long a failing exporter stays quiet between two warnings.
 const WARNING_INTERVAL: Duration = Duration::from_secs(60);
@@ -29,23 +35,31 @@ const WARNING_INTERVAL: Duration = Duration::from_secs(60);
 /// The target of the warnings, for `RUST_LOG` (`otel_monitor::export=error` silences them).
 pub(crate) const TARGET: &str = "otel_monitor::export";
 
-/// An exporter whose failures are reported (see the module documentation).
+/// A stock exporter whose failures are reported (see the module documentation).
 #[derive(Debug)]
 pub(crate) struct Reporting<E> {
     inner: E,
-    report: FailureReport,
+    report: Arc<FailureReport>,
 }
 
 impl<E> Reporting<E> {
-    pub(crate) fn new(inner: E, report: FailureReport) -> Self {
+    pub(crate) fn new(inner: E, report: Arc<FailureReport>) -> Self {
         Self { inner, report }
+    }
+
+    fn record(&self, items: u64, result: &OTelSdkResult) {
+        match result {
+            Ok(()) => self.report.delivered(items, 0, ""),
+            Err(error) => self.report.failed(items, error),
+        }
     }
 }
 
 /// Where a signal goes, and how its deliveries went so far.
 #[derive(Debug)]
 pub(crate) struct FailureReport {
-    signal: &'static str,
+    signal: SignalKind,
+    /// The endpoint, as it may be shown.
     destination: String,
     /// `otel.sdk.exporter.span.exported`, when the items are spans.
     exported: Option<ExportedCounter>,
@@ -55,32 +69,49 @@ pub(crate) struct FailureReport {
 #[derive(Debug)]
 struct ExportedCounter {
     counter: Counter<u64>,
-    success: [KeyValue; 1],
+    component: KeyValue,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    /// Items lost since the last warning.
-    lost_since_warning: u64,
     /// Items lost since the last successful export.
     lost_since_success: u64,
+    failed: Schedule,
+    rejected: Schedule,
+    /// Why the last request failed, when the client said more than the exporter passed on.
+    cause: Option<String>,
+}
+
+/// When one kind of trouble was last reported, and what was lost since.
+#[derive(Debug, Default)]
+struct Schedule {
+    lost_since_warning: u64,
     last_warning: Option<Instant>,
 }
 
+impl Schedule {
+    /// Adds `lost` items; `Some(count)` when a warning is due, with the count it reports.
+    fn lose(&mut self, lost: u64) -> Option<u64> {
+        self.lost_since_warning += lost;
+        let due = self
+            .last_warning
+            .is_none_or(|last| last.elapsed() >= WARNING_INTERVAL);
+        due.then(|| {
+            self.last_warning = Some(Instant::now());
+            std::mem::take(&mut self.lost_since_warning)
+        })
+    }
+}
+
 impl FailureReport {
-    /// Reports failures of `signal` deliveries to `destination`.
-    pub(crate) fn new(signal: &'static str, destination: String) -> Self {
+    /// Reports the deliveries of a signal to `destination`.
+    pub(crate) fn new(destination: &Destination) -> Self {
         Self {
-            signal,
-            destination,
+            signal: destination.kind,
+            destination: destination.shown_endpoint(),
             exported: None,
             state: Mutex::default(),
         }
-    }
-
-    /// The signal whose deliveries this reports: `traces`, `metrics` or `logs`.
-    pub(crate) fn signal(&self) -> &'static str {
-        self.signal
     }
 
     /// Also counts the spans exported, and those lost with their `error.type`, in
@@ -94,73 +125,100 @@ impl FailureReport {
                 )
                 .with_unit("{span}")
                 .build(),
-            success: [KeyValue::new("otel.component.type", component_type)],
+            component: KeyValue::new("otel.component.type", component_type),
         });
         self
     }
 
-    fn record(&self, items: u64, result: &OTelSdkResult) {
-        if let Some(exported) = &self.exported {
-            match result {
-                Ok(()) => exported.counter.add(items, &exported.success),
-                Err(error) => exported.counter.add(
+    /// The signal whose deliveries this reports.
+    pub(crate) fn signal(&self) -> SignalKind {
+        self.signal
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn count(&self, items: u64, error_type: Option<&'static str>) {
+        if let (Some(exported), true) = (&self.exported, items > 0) {
+            match error_type {
+                None => exported
+                    .counter
+                    .add(items, std::slice::from_ref(&exported.component)),
+                Some(error_type) => exported.counter.add(
                     items,
                     &[
-                        exported.success[0].clone(),
-                        KeyValue::new(ERROR_TYPE, error_type(error)),
+                        exported.component.clone(),
+                        KeyValue::new(ERROR_TYPE, error_type),
                     ],
                 ),
             }
         }
+    }
 
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match result {
-            Ok(()) if state.lost_since_success > 0 => {
-                tracing::info!(
+    /// Notes why a request failed, for the report of the export it belonged to.
+    pub(crate) fn note_cause(&self, error: &(dyn Error + 'static)) {
+        self.state().cause = Some(describe(&render_chain(error)));
+    }
+
+    /// The collector took an export of `items`, of which it `rejected` some, saying `message`.
+    pub(crate) fn delivered(&self, items: u64, rejected: u64, message: &str) {
+        self.count(items - rejected.min(items), None);
+        self.count(rejected.min(items), Some("rejected"));
+        let mut state = self.state();
+        if rejected > 0 || !message.is_empty() {
+            state.lost_since_success += rejected;
+            if let Some(lost) = state.rejected.lose(rejected) {
+                tracing::warn!(
                     target: TARGET,
-                    "exporting {} to {} again, after losing {} {}",
-                    self.signal, self.destination, state.lost_since_success, self.unit(),
+                    rejected_spans = (self.signal == SignalKind::Traces).then_some(rejected),
+                    "the collector at {} rejected part of a {} export: {message}; {lost} {} \
+                     rejected, next report in at most {}s",
+                    self.destination, self.signal.name(), self.unit(), WARNING_INTERVAL.as_secs(),
                 );
-                *state = State::default();
             }
-            Ok(()) => {}
-            Err(error) => {
-                state.lost_since_success += items;
-                state.lost_since_warning += items;
-                let due = state
-                    .last_warning
-                    .is_none_or(|last| last.elapsed() >= WARNING_INTERVAL);
-                if due {
-                    tracing::warn!(
-                        target: TARGET,
-                        %error,
-                        "cannot export {} to {} (requests are not affected): {} {} lost, next \
-                         report in at most {}s",
-                        self.signal, self.destination, state.lost_since_warning, self.unit(),
-                        WARNING_INTERVAL.as_secs(),
-                    );
-                    state.last_warning = Some(Instant::now());
-                    state.lost_since_warning = 0;
-                }
-            }
+        } else if state.lost_since_success > 0 {
+            tracing::info!(
+                target: TARGET,
+                "exporting {} to {} again, after losing {} {}",
+                self.signal.name(), self.destination, state.lost_since_success, self.unit(),
+            );
+            *state = State::default();
+        }
+    }
+
+    /// An export of `items` failed with `error`.
+    pub(crate) fn failed(&self, items: u64, error: &OTelSdkError) {
+        self.count(items, Some(error_type(error)));
+        let mut state = self.state();
+        let reason = state
+            .cause
+            .take()
+            .unwrap_or_else(|| describe(&error.to_string()));
+        state.lost_since_success += items;
+        if let Some(lost) = state.failed.lose(items) {
+            tracing::warn!(
+                target: TARGET,
+                "cannot export {} to {} (requests are not affected): {reason}; {lost} {} lost, \
+                 next report in at most {}s",
+                self.signal.name(), self.destination, self.unit(), WARNING_INTERVAL.as_secs(),
+            );
         }
     }
 
     fn unit(&self) -> &'static str {
         match self.signal {
-            "traces" => "spans",
-            "logs" => "log records",
-            _ => "metric exports",
+            SignalKind::Traces => "spans",
+            SignalKind::Logs => "log records",
+            SignalKind::Metrics => "metric exports",
         }
     }
 }
 
 /// A low-cardinality name for an export error, for `error.type`.
-fn error_type(error: &opentelemetry_sdk::error::OTelSdkError) -> &'static str {
-    use opentelemetry_sdk::error::OTelSdkError;
+fn error_type(error: &OTelSdkError) -> &'static str {
     match error {
         OTelSdkError::AlreadyShutdown => "already_shutdown",
         OTelSdkError::Timeout(_) => "timeout",
@@ -168,31 +226,68 @@ fn error_type(error: &opentelemetry_sdk::error::OTelSdkError) -> &'static str {
     }
 }
 
-impl<E: SpanExporter> SpanExporter for Reporting<E> {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let spans = batch.len() as u64;
-        let result = self.inner.export(batch).await;
-        self.report.record(spans, &result);
-        result
+/// An error and its sources, joined by `: `. A reqwest error's own text names the URL, which
+/// can carry credentials: its sources say what went wrong without it.
+pub(crate) fn render_chain(error: &(dyn Error + 'static)) -> String {
+    let mut parts = Vec::new();
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if error
+            .downcast_ref::<reqwest::Error>()
+            .is_none_or(|error| error.source().is_none())
+        {
+            parts.push(error.to_string());
+        }
+        next = error.source();
     }
+    parts.join(": ")
+}
 
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
+/// The reason of a failure in words, from what the transports say (rustls's and the OS's own
+/// messages, found in the error text of both the stock and the direct exporters).
+pub(crate) fn describe(text: &str) -> String {
+    const REASONS: [(&str, &str); 8] = [
+        (
+            "invalid peer certificate: UnknownIssuer",
+            "certificate not trusted (unknown issuer)",
+        ),
+        ("certificate expired", "certificate expired"),
+        (
+            "received fatal alert: CertificateRequired",
+            "client certificate required by the collector (mutual TLS), none configured",
+        ),
+        (
+            "received fatal alert: BadCertificate",
+            "client certificate refused by the collector",
+        ),
+        (
+            "received fatal alert: UnknownCA",
+            "client certificate refused by the collector (unknown issuer)",
+        ),
+        (
+            "received fatal alert",
+            "TLS handshake refused by the collector",
+        ),
+        (
+            "received corrupt message",
+            "the endpoint does not speak TLS",
+        ),
+        ("Connection refused", "connection refused"),
+    ];
+    // rustls names the host and the names the certificate holds: worth showing as it says them.
+    if let Some(start) = text.find("certificate not valid for name") {
+        return format!("hostname mismatch: {}", &text[start..]);
     }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
+    REASONS
+        .iter()
+        .find(|(found, _)| text.contains(found))
+        .map_or_else(|| text.to_owned(), |(_, reason)| (*reason).to_owned())
 }
 
 impl<E: PushMetricExporter> PushMetricExporter for Reporting<E> {
     async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
         let result = self.inner.export(metrics).await;
-        self.report.record(1, &result);
+        self.record(1, &result);
         result
     }
 
@@ -213,7 +308,7 @@ impl<E: LogExporter> LogExporter for Reporting<E> {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
         let records = batch.iter().count() as u64;
         let result = self.inner.export(batch).await;
-        self.report.record(records, &result);
+        self.record(records, &result);
         result
     }
 

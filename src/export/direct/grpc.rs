@@ -1,20 +1,28 @@
-//! OTLP/gRPC, through a tonic channel on the application's Tokio runtime, as the stock exporter
-//! sends it: the request body is the encoded `ExportTraceServiceRequest`, framed by tonic.
+//! OTLP/gRPC, through a tonic channel on the crate's [`GrpcRuntime`], as the stock exporters
+//! send it: the request body is the encoded `ExportTraceServiceRequest`, framed by tonic.
+
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
 use http::uri::PathAndQuery;
 use opentelemetry_otlp::ExporterBuildError;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use tokio::runtime::Handle;
 use tonic::{
-    Code, Status,
+    Status,
     client::Grpc,
-    codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder},
+    codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder},
     metadata::MetadataMap,
-    transport::{Channel, Endpoint},
+    transport::Channel,
 };
 
-use super::{ExportSettings, RETRY_BACKOFF, decode_response, invalid, log_partial_success};
+use super::decode_response;
+use crate::export::{
+    destination::{Compression, Destination},
+    failures::render_chain,
+    grpc_runtime::{GrpcRuntime, channel},
+    retry::{Verdict, connection_verdict, grpc_verdict, with_retries},
+};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
@@ -23,90 +31,97 @@ const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/
 pub(super) struct GrpcTransport {
     channel: Channel,
     metadata: MetadataMap,
+    compression: Option<CompressionEncoding>,
+    timeout: Duration,
+    runtime: Handle,
 }
 
 impl GrpcTransport {
-    /// The transport to `endpoint` (`http://host:port`). Must be made inside a Tokio runtime,
-    /// which then carries the connection.
     pub(super) fn new(
-        endpoint: &str,
-        ExportSettings { headers, timeout }: ExportSettings,
+        destination: &Destination,
+        runtime: &GrpcRuntime,
     ) -> Result<Self, ExporterBuildError> {
-        let channel = Endpoint::from_shared(endpoint.to_owned())
-            .map_err(|error| {
-                invalid(
-                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                    format!("{endpoint:?}: {error}"),
-                )
-            })?
-            .timeout(timeout)
-            .connect_lazy();
         Ok(Self {
-            channel,
-            metadata: MetadataMap::from_headers(headers.into_iter().collect()),
+            channel: channel(destination, runtime)?,
+            metadata: MetadataMap::from_headers(destination.headers.0.iter().cloned().collect()),
+            compression: (destination.compression == Compression::Gzip)
+                .then_some(CompressionEncoding::Gzip),
+            timeout: destination.timeout,
+            runtime: runtime.handle().clone(),
         })
     }
 
-    async fn call(&self, body: Bytes) -> Result<ExportTraceServiceResponse, Status> {
-        let mut request = tonic::Request::new(body);
-        *request.metadata_mut() = self.metadata.clone();
-        let mut client = Grpc::new(self.channel.clone());
-        client
-            .ready()
+    /// Sends `body`, retried as [`retry`](crate::export::retry) says, within the timeout. The
+    /// calls and the waits between them run on the gRPC runtime, whose timer bounds each call
+    /// by the time left.
+    pub(super) async fn send(&self, body: Bytes) -> Result<ExportTraceServiceResponse, String> {
+        let (channel, metadata, compression) = (
+            self.channel.clone(),
+            self.metadata.clone(),
+            self.compression,
+        );
+        let timeout = self.timeout;
+        let call = async move {
+            with_retries(timeout, |left| {
+                let call = call(channel.clone(), metadata.clone(), compression, body.clone());
+                async move {
+                    tokio::time::timeout(left, call).await.unwrap_or_else(|_| {
+                        Err(("the export timed out".to_owned(), Verdict::Retry))
+                    })
+                }
+            })
             .await
-            .map_err(|error| Status::unavailable(error.to_string()))?;
-        let response = client
-            .unary(
-                request,
-                PathAndQuery::from_static(EXPORT_PATH),
-                EncodedCodec,
-            )
-            .await?;
-        Ok(response.into_inner())
-    }
-
-    /// Sends `body`, retrying on the codes the OTLP specification calls retryable.
-    pub(super) async fn send(&self, body: Bytes) -> OTelSdkResult {
-        let mut backoff = RETRY_BACKOFF.iter();
-        loop {
-            let status = match self.call(body.clone()).await {
-                Ok(response) => {
-                    log_partial_success(&response);
-                    return Ok(());
-                }
-                Err(status) => status,
-            };
-            let retryable = matches!(
-                status.code(),
-                Code::Cancelled
-                    | Code::DeadlineExceeded
-                    | Code::Aborted
-                    | Code::OutOfRange
-                    | Code::Unavailable
-                    | Code::DataLoss
-            );
-            match backoff.next() {
-                Some(wait) if retryable => std::thread::sleep(*wait),
-                // The status message can echo credentials back; the code and, for a failure
-                // of the connection itself, its cause are enough to act on.
-                _ => {
-                    return Err(OTelSdkError::InternalFailure(match status_cause(&status) {
-                        Some(cause) => format!("gRPC export failed: {cause}"),
-                        None => format!("the collector answered gRPC status {:?}", status.code()),
-                    }));
-                }
-            }
-        }
+        };
+        self.runtime
+            .spawn(call)
+            .await
+            .unwrap_or_else(|_| Err("the gRPC runtime has stopped".to_owned()))
     }
 }
 
-/// The innermost cause of a status tonic made itself, from a failed connection.
-fn status_cause(status: &Status) -> Option<String> {
-    let mut cause = std::error::Error::source(status)?;
-    while let Some(deeper) = cause.source() {
-        cause = deeper;
+async fn call(
+    channel: Channel,
+    metadata: MetadataMap,
+    compression: Option<CompressionEncoding>,
+    body: Bytes,
+) -> Result<ExportTraceServiceResponse, (String, Verdict)> {
+    let mut request = tonic::Request::new(body);
+    *request.metadata_mut() = metadata;
+    let mut client = Grpc::new(channel);
+    if let Some(encoding) = compression {
+        client = client.send_compressed(encoding);
     }
-    Some(cause.to_string())
+    client.ready().await.map_err(|error| {
+        let cause = render_chain(&error);
+        let verdict = connection_verdict(&cause);
+        (format!("gRPC export failed: {cause}"), verdict)
+    })?;
+    let response = client
+        .unary(
+            request,
+            PathAndQuery::from_static(EXPORT_PATH),
+            EncodedCodec,
+        )
+        .await
+        .map_err(|status| {
+            let described = describe(&status);
+            // A connection that failed its TLS handshake surfaces as UNAVAILABLE: not transient.
+            let verdict = match connection_verdict(&described) {
+                Verdict::Final => Verdict::Final,
+                _ => grpc_verdict(&status),
+            };
+            (described, verdict)
+        })?;
+    Ok(response.into_inner())
+}
+
+/// What a failed call says: its code, and for a failure of the connection itself, the cause.
+/// The status message a collector sends can echo credentials back, and is left out.
+fn describe(status: &Status) -> String {
+    match std::error::Error::source(status) {
+        Some(cause) => format!("gRPC export failed: {}", render_chain(cause)),
+        None => format!("the collector answered gRPC status {:?}", status.code()),
+    }
 }
 
 /// Sends an already encoded request message as it is, and decodes the response.

@@ -1,97 +1,112 @@
 //! OTLP/HTTP with protobuf bodies, through reqwest's blocking client on the batch processor's
-//! thread, as the stock exporter sends it.
+//! thread, as the stock exporters send it.
 
-use std::sync::Arc;
+use std::{io::Write, time::Duration};
 
-use bytes::Bytes;
-use http::{HeaderName, HeaderValue, Request, StatusCode, Uri};
-use opentelemetry_http::HttpClient;
+use http::{HeaderMap, HeaderValue, header};
 use opentelemetry_otlp::ExporterBuildError;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 
-use super::{ExportSettings, RETRY_BACKOFF, decode_response, invalid, log_partial_success};
+use super::decode_response;
+use crate::export::{
+    destination::{Compression, Destination, invalid},
+    failures::render_chain,
+    http_client::blocking_client,
+    retry::{Verdict, connection_verdict, http_verdict, with_retries},
+};
 
 /// Posts encoded `ExportTraceServiceRequest`s to an OTLP/HTTP endpoint.
 #[derive(Debug)]
 pub(super) struct HttpTransport {
-    client: Arc<reqwest::blocking::Client>,
-    endpoint: Uri,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    client: reqwest::blocking::Client,
+    endpoint: reqwest::Url,
+    headers: HeaderMap,
+    compression: Compression,
+    timeout: Duration,
 }
 
 impl HttpTransport {
-    /// The transport to `endpoint`, the whole URL (`/v1/traces` included).
-    pub(super) fn new(
-        endpoint: &str,
-        ExportSettings { headers, timeout }: ExportSettings,
-    ) -> Result<Self, ExporterBuildError> {
-        let endpoint: Uri = endpoint
-            .parse()
-            .map_err(|error| invalid("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", format!("{error}")))?;
-        // reqwest's blocking client runs a runtime of its own: it cannot be built on a thread
-        // that is already inside a Tokio runtime, such as the one calling `init()`.
-        let client = std::thread::Builder::new()
-            .name("otel-monitor-http-client".to_owned())
-            .spawn(move || {
-                reqwest::blocking::Client::builder()
-                    .timeout(timeout)
-                    .build()
-            })
-            .map_err(|error| ExporterBuildError::InternalFailure(error.to_string()))?
-            .join()
-            .map_err(|_| {
-                ExporterBuildError::InternalFailure("building the HTTP client panicked".into())
-            })?
-            .map_err(|error| ExporterBuildError::InternalFailure(error.to_string()))?;
+    pub(super) fn new(destination: &Destination) -> Result<Self, ExporterBuildError> {
+        let endpoint = reqwest::Url::parse(&destination.endpoint.to_string()).map_err(|error| {
+            invalid(
+                &destination.kind.variables("ENDPOINT")[0],
+                error.to_string(),
+            )
+        })?;
+        let mut headers: HeaderMap = destination.headers.0.iter().cloned().collect();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        );
+        if destination.compression == Compression::Gzip {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
         Ok(Self {
-            client: Arc::new(client),
+            client: blocking_client(destination)?,
             endpoint,
             headers,
+            compression: destination.compression,
+            timeout: destination.timeout,
         })
     }
 
-    fn request(&self, body: Bytes) -> Result<Request<Bytes>, OTelSdkError> {
-        let mut request = Request::post(self.endpoint.clone())
-            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-            .body(body)
-            .map_err(|error| OTelSdkError::InternalFailure(error.to_string()))?;
-        for (name, value) in &self.headers {
-            request.headers_mut().insert(name.clone(), value.clone());
-        }
-        Ok(request)
+    /// Sends `body`, retried as [`retry`](crate::export::retry) says, within the timeout. It
+    /// blocks, as the stock exporter's blocking client does: the SDK's batch processor runs it on
+    /// a thread of its own.
+    pub(super) async fn send(&self, body: Vec<u8>) -> Result<ExportTraceServiceResponse, String> {
+        let body = match self.compression {
+            Compression::None => body,
+            Compression::Gzip => gzip(&body),
+        };
+        // The body is shared by the attempts, not copied for each.
+        let body = bytes::Bytes::from(body);
+        with_retries(self.timeout, |left| {
+            std::future::ready(self.attempt(body.clone(), left))
+        })
+        .await
     }
 
-    /// Sends `body`, retrying while the collector says it is overloaded or unavailable.
-    pub(super) async fn send(&self, body: Bytes) -> OTelSdkResult {
-        let mut backoff = RETRY_BACKOFF.iter();
-        loop {
-            let response = self
-                .client
-                .send_bytes(self.request(body.clone())?)
-                .await
-                .map_err(|error| {
-                    OTelSdkError::InternalFailure(format!("HTTP export failed: {error}"))
-                })?;
-            let status = response.status();
-            if status.is_success() {
-                log_partial_success(&decode_response(response.body()));
-                return Ok(());
-            }
-            let retryable = matches!(
-                status,
-                StatusCode::TOO_MANY_REQUESTS
-                    | StatusCode::BAD_GATEWAY
-                    | StatusCode::SERVICE_UNAVAILABLE
-                    | StatusCode::GATEWAY_TIMEOUT
-            );
-            match backoff.next() {
-                Some(wait) if retryable => std::thread::sleep(*wait),
-                _ => {
-                    return Err(OTelSdkError::InternalFailure(format!(
-                        "the collector answered {status}"
-                    )));
-                }
-            }
+    fn attempt(
+        &self,
+        body: bytes::Bytes,
+        left: Duration,
+    ) -> Result<ExportTraceServiceResponse, (String, Verdict)> {
+        let response = self
+            .client
+            .post(self.endpoint.clone())
+            .headers(self.headers.clone())
+            .timeout(left)
+            .body(body)
+            .send()
+            .map_err(|error| {
+                let cause = render_chain(&error);
+                let verdict = connection_verdict(&cause);
+                (cause, verdict)
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            let body = response.bytes().unwrap_or_default();
+            return Ok(decode_response(&body));
         }
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        Err((
+            format!("the collector answered {status}"),
+            http_verdict(status, retry_after.as_deref()),
+        ))
     }
+}
+
+/// Compresses an encoded request for `Content-Encoding: gzip`.
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = encoder.write_all(body);
+    encoder.finish().unwrap_or_default()
 }
