@@ -4,7 +4,16 @@
 //! ```text
 //! scripts/run-example            # with a local collector printing what it receives
 //! cargo run --example service    # bare: point OTEL_EXPORTER_OTLP_ENDPOINT at your collector
+//!
+//! # a collector behind TLS whose certificate your own CA signed, with a client certificate:
+//! OTEL_EXPORTER_OTLP_ENDPOINT=https://collector.internal:4318 \
+//! OTEL_EXPORTER_OTLP_CERTIFICATE=ca.pem \
+//! OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE=client.pem OTEL_EXPORTER_OTLP_CLIENT_KEY=client.key \
+//!   cargo run --example service
 //! ```
+//!
+//! When the collector cannot be reached, the service goes on serving and says so in one warning
+//! a minute per signal, with the reason (`connection refused`, `certificate not trusted`).
 //!
 //! Routes: `GET /`, `GET /users/{id}`, `GET /slow?ms=N`, `GET /error`,
 //! `GET /stream?chunks=N&ms=M`, `GET /health` (not traced), and with the `prometheus` feature and

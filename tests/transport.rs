@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use support::{
-    ExampleService, OtlpReceiver, ReceiverOptions, TestPki, Throttle, client::get, example::Exit,
+    ExampleService, OtlpReceiver, ReceiverOptions, ServerTls, TestPki, Throttle, client::get,
+    example::Exit,
 };
 
 const PROTOCOLS: [&str; 2] = ["http/protobuf", "grpc"];
@@ -90,6 +91,15 @@ fn assert_every_signal_arrived(receiver: &OtlpReceiver, protocol: &str, requests
     assert_eq!(warnings, requests, "{protocol}: log records");
 }
 
+/// A receiver speaking TLS only, with `tls`.
+async fn tls_receiver(tls: ServerTls) -> OtlpReceiver {
+    OtlpReceiver::start_with(ReceiverOptions {
+        tls: Some(tls),
+        ..ReceiverOptions::default()
+    })
+    .await
+}
+
 /// The export warnings of a run: `cannot export ...` lines.
 fn export_warnings(exit: &Exit) -> Vec<&str> {
     exit.output
@@ -103,11 +113,7 @@ async fn every_signal_arrives_over_tls_trusting_the_configured_ca() {
     let pki = TestPki::generate();
     let ca = pki.ca_path();
     for protocol in PROTOCOLS {
-        let receiver = OtlpReceiver::start_with(ReceiverOptions {
-            tls: Some(pki.server_tls()),
-            ..ReceiverOptions::default()
-        })
-        .await;
+        let receiver = tls_receiver(pki.server_tls()).await;
         let endpoint = receiver.endpoint(protocol);
         assert!(endpoint.starts_with("https://localhost:"), "{endpoint}");
         let exit = serve(
@@ -133,11 +139,7 @@ async fn gzip_over_tls_arrives_for_every_signal() {
     let pki = TestPki::generate();
     let ca = pki.ca_path();
     for protocol in PROTOCOLS {
-        let receiver = OtlpReceiver::start_with(ReceiverOptions {
-            tls: Some(pki.server_tls()),
-            ..ReceiverOptions::default()
-        })
-        .await;
+        let receiver = tls_receiver(pki.server_tls()).await;
         let endpoint = receiver.endpoint(protocol);
         serve(
             protocol,
@@ -189,11 +191,7 @@ async fn an_untrusted_collector_gets_nothing_and_the_warning_says_why() {
     ];
     for protocol in PROTOCOLS {
         for (server, ca, reason) in &cases {
-            let receiver = OtlpReceiver::start_with(ReceiverOptions {
-                tls: Some(server.clone()),
-                ..ReceiverOptions::default()
-            })
-            .await;
+            let receiver = tls_receiver(server.clone()).await;
             let endpoint = receiver.endpoint(protocol);
             let env: Vec<_> = ca
                 .iter()
@@ -228,11 +226,7 @@ async fn mutual_tls_accepts_the_client_certificate_and_refuses_a_client_without_
     let ca = pki.ca_path();
     let (certificate, key) = (pki.client_cert_path(), pki.client_key_path());
     for protocol in PROTOCOLS {
-        let receiver = OtlpReceiver::start_with(ReceiverOptions {
-            tls: Some(pki.mutual_server_tls()),
-            ..ReceiverOptions::default()
-        })
-        .await;
+        let receiver = tls_receiver(pki.mutual_server_tls()).await;
         let endpoint = receiver.endpoint(protocol);
         let trusted = [("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap())];
         // Under TLS 1.3 the server refuses a client without a certificate after the client
@@ -394,4 +388,89 @@ fn an_unreadable_certificate_fails_start_up_naming_the_variable_and_the_path() {
         "{}",
         exit.output
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_restarts_gets_the_spans_made_once_it_is_back() {
+    for protocol in PROTOCOLS {
+        let first = OtlpReceiver::start().await;
+        let ports = first.ports();
+        let endpoint = first.endpoint(protocol);
+        let service = ExampleService::start(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ]);
+        get(&service.url("/users/1"), &[]).await;
+        first
+            .wait_for_spans("the first span", Duration::from_secs(10), |spans| {
+                !spans.is_empty()
+            })
+            .await;
+        // The collector goes away; requests go on and their spans are lost, with a warning.
+        drop(first);
+        let warned = format!("cannot export traces to {endpoint}");
+        keep_requesting_until(&service, "/users/2", "the traces warning", || {
+            let output = service.output();
+            if output.contains(&warned) {
+                Ok(())
+            } else {
+                Err(output)
+            }
+        })
+        .await;
+        // It comes back on the same ports: the next spans arrive, and one line says so.
+        let second = OtlpReceiver::start_with(ReceiverOptions {
+            ports: Some(ports),
+            ..ReceiverOptions::default()
+        })
+        .await;
+        keep_requesting_until(
+            &service,
+            "/users/3",
+            "a span at the restarted collector",
+            || {
+                let spans = second.spans();
+                if spans
+                    .iter()
+                    .any(|span| span.attr_str("url.path") == Some("/users/3"))
+                {
+                    Ok(())
+                } else {
+                    Err(format!("{} spans", spans.len()))
+                }
+            },
+        )
+        .await;
+        let again = format!("exporting traces to {endpoint}");
+        let recovery = |line: &str| line.contains(&again) && line.contains(" again, after losing ");
+        support::wait_for("the recovery line", Duration::from_secs(10), || {
+            service.output().lines().any(recovery).then_some(())
+        })
+        .await;
+        let exit = service.stop();
+        assert!(exit.status.success(), "{protocol}: {exit:?}");
+        let recoveries = exit.output.lines().filter(|line| recovery(line)).count();
+        assert_eq!(recoveries, 1, "{protocol}:\n{}", exit.output);
+    }
+}
+
+/// Sends `path` to the service every 10 ms until `done` says so, for at most 20 s.
+async fn keep_requesting_until(
+    service: &ExampleService,
+    path: &str,
+    what: &str,
+    done: impl Fn() -> Result<(), String>,
+) {
+    let url = service.url(path);
+    support::wait_until(what, Duration::from_secs(20), || {
+        let result = done();
+        let url = url.clone();
+        async move {
+            if result.is_err() {
+                get(&url, &[]).await;
+            }
+            result
+        }
+    })
+    .await;
 }

@@ -236,9 +236,12 @@ impl Headers {
                     .ok_or_else(|| format!("pair {position} is not key=value"))?;
                 let name = HeaderName::try_from(name.trim())
                     .map_err(|_| format!("pair {position} does not start with a header name"))?;
-                let value = percent_decode(value.trim())
+                let mut value = percent_decode(value.trim())
                     .and_then(|value| HeaderValue::try_from(value).ok())
                     .ok_or_else(|| format!("the value of {name} is not a valid header value"))?;
+                // Sensitive: `Debug` of any map holding it prints `Sensitive`, and HTTP/2 never
+                // adds it to a compression table.
+                value.set_sensitive(true);
                 Ok((name, value))
             })
             .collect::<Result<_, _>>()
@@ -439,6 +442,21 @@ mod tests {
             );
             assert!(!error.contains("SECRET"), "{error}");
         }
+    }
+
+    #[test]
+    fn debug_output_shows_no_header_value() {
+        let (destination, _) = resolve(
+            SignalKind::Traces,
+            OtlpProtocol::HttpProtobuf,
+            &[("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=hunter2")],
+        );
+        let destination = destination.unwrap();
+        let debug = format!("{destination:?}");
+        assert!(debug.contains("x-api-key"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        let map: ::http::HeaderMap = destination.headers.0.into_iter().collect();
+        assert!(!format!("{map:?}").contains("hunter2"), "{map:?}");
     }
 
     #[test]

@@ -46,11 +46,17 @@ pub(crate) struct Tls {
 type Certificates = Pem<Vec<CertificateDer<'static>>>;
 type Key = Pem<Arc<PrivateKeyDer<'static>>>;
 
-/// A file's PEM text and what was parsed from it.
-#[derive(Debug, Clone)]
+/// A file's PEM text and what was parsed from it. `Debug` shows neither: one may be a key.
+#[derive(Clone)]
 struct Pem<T> {
     text: Vec<u8>,
     parsed: T,
+}
+
+impl<T> std::fmt::Debug for Pem<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pem({} bytes)", self.text.len())
+    }
 }
 
 /// Where a setting came from: a variable's name or a builder method, for errors.

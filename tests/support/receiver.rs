@@ -57,6 +57,9 @@ pub struct ReceiverOptions {
     /// With `Some`, both servers speak TLS only, with this certificate (and client CA, for mTLS).
     pub tls: Option<ServerTls>,
     pub throttle: Option<Throttle>,
+    /// The gRPC and HTTP ports to listen on (those of a receiver that stopped, to play a
+    /// collector that restarts); ephemeral ports when `None`.
+    pub ports: Option<(u16, u16)>,
 }
 
 /// The first `exports` requests of EACH signal (traces, metrics, logs separately, per transport)
@@ -147,7 +150,7 @@ impl OtlpReceiver {
             let _ = rx.changed().await;
         };
 
-        let grpc_listener = bind_loopback().await;
+        let grpc_listener = bind_loopback(options.ports.map_or(0, |(grpc, _)| grpc)).await;
         let grpc_addr = grpc_listener.local_addr().expect("gRPC listener address");
         let sink = GrpcSink {
             received: received.clone(),
@@ -182,7 +185,7 @@ impl OtlpReceiver {
             });
         }
 
-        let http_listener = bind_loopback().await;
+        let http_listener = bind_loopback(options.ports.map_or(0, |(_, http)| http)).await;
         let http_addr = http_listener.local_addr().expect("HTTP listener address");
         let app = Router::new()
             .route("/v1/traces", post(http_traces))
@@ -226,6 +229,11 @@ impl OtlpReceiver {
         } else {
             format!("http://{addr}")
         }
+    }
+
+    /// The gRPC and HTTP ports, for [`ReceiverOptions::ports`].
+    pub fn ports(&self) -> (u16, u16) {
+        (self.grpc_addr.port(), self.http_addr.port())
     }
 
     /// The gRPC endpoint, like `http://127.0.0.1:PORT`, or with TLS `https://localhost:PORT`.
@@ -538,10 +546,12 @@ fn scope_name_version(scope: &Option<InstrumentationScope>) -> (String, String) 
         .unwrap_or_default()
 }
 
-async fn bind_loopback() -> TcpListener {
-    TcpListener::bind("127.0.0.1:0")
+/// Binds `port` on 127.0.0.1 (0: an ephemeral one). Tokio sets `SO_REUSEADDR`, so the port of a
+/// receiver that just stopped can be bound again.
+async fn bind_loopback(port: u16) -> TcpListener {
+    TcpListener::bind(("127.0.0.1", port))
         .await
-        .expect("bind an ephemeral port on 127.0.0.1")
+        .unwrap_or_else(|error| panic!("cannot bind 127.0.0.1:{port}: {error}"))
 }
 
 /// The rustls server configuration (ring) for `tls`, offering the one ALPN protocol `alpn`.
