@@ -158,9 +158,10 @@ impl FailureReport {
         }
     }
 
-    /// Notes why a request failed, for the report of the export it belonged to.
-    pub(crate) fn note_cause(&self, error: &(dyn Error + 'static)) {
-        self.state().cause = Some(describe(&render_chain(error)));
+    /// Notes why a request got no answer (`Some`), or that it got one (`None`), for the report
+    /// of the export it belonged to: only the last request of an export says why it failed.
+    pub(crate) fn note_cause(&self, error: Option<&(dyn Error + 'static)>) {
+        self.state().cause = error.map(|error| describe(&render_chain(error)));
     }
 
     /// The collector took an export of `items`, of which it `rejected` some, saying `message`.
@@ -327,5 +328,41 @@ impl<E: LogExporter> LogExporter for Reporting<E> {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn transport_failures_are_described_in_words() {
+        let cases = [
+            (
+                "client error (Connect): invalid peer certificate: UnknownIssuer",
+                "certificate not trusted (unknown issuer)",
+            ),
+            (
+                "transport error: received fatal alert: CertificateRequired",
+                "client certificate required by the collector (mutual TLS), none configured",
+            ),
+            (
+                "tcp connect error: Connection refused (os error 111)",
+                "connection refused",
+            ),
+            (
+                "HTTP export failed with status code: 500",
+                "HTTP export failed with status code: 500",
+            ),
+        ];
+        for (text, reason) in cases {
+            assert_eq!(describe(text), reason);
+        }
+        assert_eq!(
+            describe(
+                r#"invalid peer certificate: certificate not valid for name "localhost"; certificate is only valid for DnsName("otel.invalid")"#
+            ),
+            r#"hostname mismatch: certificate not valid for name "localhost"; certificate is only valid for DnsName("otel.invalid")"#
+        );
     }
 }

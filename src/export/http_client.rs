@@ -32,8 +32,9 @@ pub(crate) fn blocking_client(
 }
 
 /// The client given to the stock metric and log exporters. They report every failure to
-/// connect as "network error"; this client notes the cause (a refused connection, an untrusted
-/// certificate) in the signal's [`FailureReport`] first, so that the warning can say it.
+/// connect as "network error"; this client notes the cause of each request's failure (a refused
+/// connection, an untrusted certificate) in the signal's [`FailureReport`], so that the warning
+/// can say it.
 #[derive(Debug)]
 pub(crate) struct CauseNotingClient {
     client: reqwest::blocking::Client,
@@ -50,9 +51,8 @@ impl CauseNotingClient {
 impl opentelemetry_http::HttpClient for CauseNotingClient {
     async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let result = opentelemetry_http::HttpClient::send_bytes(&self.client, request).await;
-        if let Err(error) = &result {
-            self.report.note_cause(error.as_ref());
-        }
+        let error = result.as_ref().err().map(|error| error.as_ref() as _);
+        self.report.note_cause(error);
         result
     }
 }
