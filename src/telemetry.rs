@@ -342,6 +342,14 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Whether a gRPC endpoint given without a scheme (`collector:4317`) is reached in plain
+    /// text (`true`) or over TLS (`false`, the default), over `OTEL_EXPORTER_OTLP_INSECURE` and
+    /// its per-signal forms. An endpoint with a scheme is reached as its scheme says.
+    pub fn otlp_insecure(mut self, insecure: bool) -> Self {
+        self.tls.insecure = Some(insecure);
+        self
+    }
+
     /// How long shutdown may take in all (3 s by default).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;

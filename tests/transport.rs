@@ -474,3 +474,27 @@ async fn keep_requesting_until(
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_log_naming_the_sdk_shows_its_own_export_errors_again() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let service = ExampleService::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+        ("RUST_LOG", "info,opentelemetry_sdk=debug"),
+    ]);
+    get(&service.url("/users/1"), &[]).await;
+    support::wait_for(
+        "the SDK's ExportError line",
+        Duration::from_secs(20),
+        || {
+            service
+                .output()
+                .contains("BatchSpanProcessor.ExportError")
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(service.stop().status.success());
+}

@@ -105,8 +105,10 @@ impl Destination {
         };
         // OTEL_EXPORTER_OTLP_INSECURE applies only to a gRPC endpoint given without a scheme.
         let endpoint = if protocol == OtlpProtocol::Grpc && !endpoint.contains("://") {
-            let insecure = setting("INSECURE")
-                .is_some_and(|(variable, value)| parse_spec_bool(&variable, &value, warnings));
+            let insecure = tls.insecure.unwrap_or_else(|| {
+                setting("INSECURE")
+                    .is_some_and(|(variable, value)| parse_spec_bool(&variable, &value, warnings))
+            });
             format!("{}://{endpoint}", if insecure { "http" } else { "https" })
         } else {
             endpoint
@@ -356,6 +358,27 @@ mod tests {
         ];
         assert_eq!(
             endpoint(SignalKind::Traces, OtlpProtocol::Grpc, &explicit),
+            "https://collector:4317/"
+        );
+        // The builder's choice wins over the variable.
+        let mut warnings = Warnings::default();
+        let overridden = Destination::resolve(
+            SignalKind::Traces,
+            OtlpProtocol::Grpc,
+            &TlsOverrides {
+                insecure: Some(false),
+                ..TlsOverrides::default()
+            },
+            &|name: &str| {
+                insecure
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            },
+            &mut warnings,
+        );
+        assert_eq!(
+            overridden.unwrap().endpoint.to_string(),
             "https://collector:4317/"
         );
         // A value that is neither true nor false is false, with a warning naming it.

@@ -32,6 +32,8 @@ use super::destination::{SignalKind, invalid};
 pub(crate) struct TlsOverrides {
     pub(crate) certificate: Option<PathBuf>,
     pub(crate) client_identity: Option<(PathBuf, PathBuf)>,
+    /// Plain text to gRPC endpoints given without a scheme, over `OTEL_EXPORTER_OTLP_INSECURE`.
+    pub(crate) insecure: Option<bool>,
 }
 
 /// What one signal's TLS connections trust and present.
