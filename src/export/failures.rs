@@ -177,14 +177,15 @@ impl FailureReport {
                     rejected_spans = (self.signal == SignalKind::Traces).then_some(rejected),
                     "the collector at {} rejected part of a {} export: {message}; {lost} {} \
                      rejected, next report in at most {}s",
-                    self.destination, self.signal.name(), self.unit(), WARNING_INTERVAL.as_secs(),
+                    self.destination, self.signal.name(), self.unit(lost), WARNING_INTERVAL.as_secs(),
                 );
             }
         } else if state.lost_since_success > 0 {
             tracing::info!(
                 target: TARGET,
                 "exporting {} to {} again, after losing {} {}",
-                self.signal.name(), self.destination, state.lost_since_success, self.unit(),
+                self.signal.name(), self.destination, state.lost_since_success,
+                self.unit(state.lost_since_success),
             );
             *state = State::default();
         }
@@ -204,16 +205,20 @@ impl FailureReport {
                 target: TARGET,
                 "cannot export {} to {} (requests are not affected): {reason}; {lost} {} lost, \
                  next report in at most {}s",
-                self.signal.name(), self.destination, self.unit(), WARNING_INTERVAL.as_secs(),
+                self.signal.name(), self.destination, self.unit(lost), WARNING_INTERVAL.as_secs(),
             );
         }
     }
 
-    fn unit(&self) -> &'static str {
-        match self.signal {
-            SignalKind::Traces => "spans",
-            SignalKind::Logs => "log records",
-            SignalKind::Metrics => "metric exports",
+    /// What `count` items of this signal are called: `1 span`, `3 log records`.
+    fn unit(&self, count: u64) -> &'static str {
+        match (self.signal, count == 1) {
+            (SignalKind::Traces, true) => "span",
+            (SignalKind::Traces, false) => "spans",
+            (SignalKind::Logs, true) => "log record",
+            (SignalKind::Logs, false) => "log records",
+            (SignalKind::Metrics, true) => "metric export",
+            (SignalKind::Metrics, false) => "metric exports",
         }
     }
 }
