@@ -483,6 +483,17 @@ mod tests {
     }
 
     #[test]
+    fn without_variables_an_export_has_10_s_and_no_compression_on_every_signal_and_transport() {
+        for kind in [SignalKind::Traces, SignalKind::Metrics, SignalKind::Logs] {
+            for protocol in [OtlpProtocol::HttpProtobuf, OtlpProtocol::Grpc] {
+                let destination = resolve(kind, protocol, &[]).0.unwrap();
+                assert_eq!(destination.timeout, Duration::from_millis(10000));
+                assert_eq!(destination.compression, Compression::None);
+            }
+        }
+    }
+
+    #[test]
     fn timeout_and_compression_are_read_per_signal_then_generally() {
         let vars = [
             ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),

@@ -90,14 +90,15 @@ struct Schedule {
 }
 
 impl Schedule {
-    /// Adds `lost` items; `Some(count)` when a warning is due, with the count it reports.
-    fn lose(&mut self, lost: u64) -> Option<u64> {
+    /// Adds `lost` items at `now`; `Some(count)` when a warning is due, with the count it
+    /// reports.
+    fn lose(&mut self, lost: u64, now: Instant) -> Option<u64> {
         self.lost_since_warning += lost;
         let due = self
             .last_warning
-            .is_none_or(|last| last.elapsed() >= WARNING_INTERVAL);
+            .is_none_or(|last| now.saturating_duration_since(last) >= WARNING_INTERVAL);
         due.then(|| {
-            self.last_warning = Some(Instant::now());
+            self.last_warning = Some(now);
             std::mem::take(&mut self.lost_since_warning)
         })
     }
@@ -166,12 +167,17 @@ impl FailureReport {
 
     /// The collector took an export of `items`, of which it `rejected` some, saying `message`.
     pub(crate) fn delivered(&self, items: u64, rejected: u64, message: &str) {
+        self.delivered_at(items, rejected, message, Instant::now());
+    }
+
+    /// [`delivered`](Self::delivered), at `now` (the tests' clock).
+    fn delivered_at(&self, items: u64, rejected: u64, message: &str, now: Instant) {
         self.count(items - rejected.min(items), None);
         self.count(rejected.min(items), Some("rejected"));
         let mut state = self.state();
         if rejected > 0 || !message.is_empty() {
             state.lost_since_success += rejected;
-            if let Some(lost) = state.rejected.lose(rejected) {
+            if let Some(lost) = state.rejected.lose(rejected, now) {
                 tracing::warn!(
                     target: TARGET,
                     rejected_spans = (self.signal == SignalKind::Traces).then_some(rejected),
@@ -193,6 +199,11 @@ impl FailureReport {
 
     /// An export of `items` failed with `error`.
     pub(crate) fn failed(&self, items: u64, error: &OTelSdkError) {
+        self.failed_at(items, error, Instant::now());
+    }
+
+    /// [`failed`](Self::failed), at `now` (the tests' clock).
+    fn failed_at(&self, items: u64, error: &OTelSdkError, now: Instant) {
         self.count(items, Some(error_type(error)));
         let mut state = self.state();
         let reason = state
@@ -200,7 +211,7 @@ impl FailureReport {
             .take()
             .unwrap_or_else(|| describe(&error.to_string()));
         state.lost_since_success += items;
-        if let Some(lost) = state.failed.lose(items) {
+        if let Some(lost) = state.failed.lose(items, now) {
             tracing::warn!(
                 target: TARGET,
                 "cannot export {} to {} (requests are not affected): {reason}; {lost} {} lost, \
@@ -338,7 +349,164 @@ impl<E: LogExporter> LogExporter for Reporting<E> {
 
 #[cfg(test)]
 mod tests {
-    use super::describe;
+    use std::{
+        io,
+        sync::{Arc, Mutex},
+        time::{Duration, Instant},
+    };
+
+    use opentelemetry_sdk::error::OTelSdkError;
+
+    use super::{FailureReport, describe};
+    use crate::{
+        config::{OtlpProtocol, Warnings},
+        export::{
+            destination::{Destination, SignalKind},
+            tls::TlsOverrides,
+        },
+    };
+
+    /// The report of `kind` to `https://collector:4318`.
+    fn report(kind: SignalKind) -> FailureReport {
+        let env = |name: &str| {
+            (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "https://collector:4318".to_owned())
+        };
+        let destination = Destination::resolve(
+            kind,
+            OtlpProtocol::HttpProtobuf,
+            &TlsOverrides::default(),
+            &env,
+            &mut Warnings::default(),
+        )
+        .unwrap();
+        FailureReport::new(&destination)
+    }
+
+    /// The console lines (level, target, message) `steps` print.
+    fn lines(steps: impl FnOnce()) -> Vec<String> {
+        #[derive(Clone, Default)]
+        struct Console(Arc<Mutex<Vec<u8>>>);
+        impl io::Write for Console {
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let console = Console::default();
+        let writer = console.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        tracing::subscriber::with_default(subscriber, steps);
+        let text = String::from_utf8(console.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(|line| line.trim().to_owned()).collect()
+    }
+
+    fn refused() -> OTelSdkError {
+        OTelSdkError::InternalFailure("tcp connect error: Connection refused (os error 111)".into())
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_failing_signal_warns_at_most_once_a_minute_with_the_count_lost_since_the_last_warning() {
+        let traces = report(SignalKind::Traces);
+        let start = Instant::now();
+        let console = lines(|| {
+            traces.failed_at(100, &refused(), start);
+            // Within the minute: counted, not shown.
+            traces.failed_at(150, &refused(), start + 30 * SECOND);
+            traces.failed_at(4, &refused(), start + 59 * SECOND);
+            // A minute after the first warning: the second, with what was lost since.
+            traces.failed_at(6, &refused(), start + 60 * SECOND);
+            traces.failed_at(7, &refused(), start + 119 * SECOND);
+            traces.failed_at(1, &refused(), start + 120 * SECOND);
+        });
+        assert_eq!(
+            console,
+            [
+                "WARN otel_monitor::export: cannot export traces to https://collector:4318/v1/traces \
+                 (requests are not affected): connection refused; 100 spans lost, next report in at \
+                 most 60s",
+                "WARN otel_monitor::export: cannot export traces to https://collector:4318/v1/traces \
+                 (requests are not affected): connection refused; 160 spans lost, next report in at \
+                 most 60s",
+                "WARN otel_monitor::export: cannot export traces to https://collector:4318/v1/traces \
+                 (requests are not affected): connection refused; 8 spans lost, next report in at \
+                 most 60s",
+            ]
+        );
+    }
+
+    #[test]
+    fn exports_that_work_again_are_reported_once_with_everything_lost_since_the_last_success() {
+        let logs = report(SignalKind::Logs);
+        let start = Instant::now();
+        let console = lines(|| {
+            // A success with nothing lost before says nothing.
+            logs.delivered_at(5, 0, "", start);
+            logs.failed_at(3, &refused(), start + SECOND);
+            logs.failed_at(2, &refused(), start + 2 * SECOND);
+            logs.delivered_at(5, 0, "", start + 3 * SECOND);
+            logs.delivered_at(5, 0, "", start + 4 * SECOND);
+            // Trouble again after the recovery: a new warning at once, the minute starts anew.
+            logs.failed_at(1, &refused(), start + 5 * SECOND);
+        });
+        assert_eq!(
+            console,
+            [
+                "WARN otel_monitor::export: cannot export logs to https://collector:4318/v1/logs \
+                 (requests are not affected): connection refused; 3 log records lost, next report \
+                 in at most 60s",
+                "INFO otel_monitor::export: exporting logs to https://collector:4318/v1/logs again, \
+                 after losing 5 log records",
+                "WARN otel_monitor::export: cannot export logs to https://collector:4318/v1/logs \
+                 (requests are not affected): connection refused; 1 log record lost, next report \
+                 in at most 60s",
+            ]
+        );
+    }
+
+    #[test]
+    fn each_kind_of_trouble_and_each_signal_has_its_own_minute() {
+        let traces = report(SignalKind::Traces);
+        let metrics = report(SignalKind::Metrics);
+        let start = Instant::now();
+        let console = lines(|| {
+            traces.failed_at(10, &refused(), start);
+            // Rejected items are another kind of trouble: warned at once, then once a minute.
+            traces.delivered_at(10, 2, "span too large", start + SECOND);
+            traces.delivered_at(10, 3, "span too large", start + 2 * SECOND);
+            // Another signal: warned at once too.
+            metrics.failed_at(1, &refused(), start + 3 * SECOND);
+            traces.failed_at(10, &refused(), start + 4 * SECOND);
+            traces.delivered_at(10, 1, "span too large", start + 61 * SECOND);
+        });
+        let messages: Vec<&str> = console
+            .iter()
+            .map(|line| line.split_once("otel_monitor::export: ").unwrap().1)
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "cannot export traces to https://collector:4318/v1/traces (requests are not \
+                 affected): connection refused; 10 spans lost, next report in at most 60s",
+                "the collector at https://collector:4318/v1/traces rejected part of a traces \
+                 export: span too large; 2 spans rejected, next report in at most 60s \
+                 rejected_spans=2",
+                "cannot export metrics to https://collector:4318/v1/metrics (requests are not \
+                 affected): connection refused; 1 metric export lost, next report in at most 60s",
+                "the collector at https://collector:4318/v1/traces rejected part of a traces \
+                 export: span too large; 4 spans rejected, next report in at most 60s \
+                 rejected_spans=1",
+            ]
+        );
+    }
 
     #[test]
     fn transport_failures_are_described_in_words() {
