@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::{client::get, wait_for};
+use support::{OtlpReceiver, client::get, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -28,7 +28,8 @@ struct RunExample {
 }
 
 impl RunExample {
-    fn start() -> Self {
+    /// Runs the script with nothing configured but `env`.
+    fn start(env: &[(&str, &str)]) -> Self {
         use std::os::unix::process::CommandExt;
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let mut child = Command::new(root.join("scripts/run-example"))
@@ -40,6 +41,7 @@ impl RunExample {
             .env_remove("OTEL_LOGS_EXPORTER")
             .env_remove("RUST_LOG")
             .env("LISTEN_ADDR", "127.0.0.1:0")
+            .envs(env.iter().copied())
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -63,6 +65,13 @@ impl RunExample {
         RunExample { child, output }
     }
 
+    /// The service's base URL, once it listens.
+    async fn service_url(&self) -> String {
+        let line = self.wait_for_line(&["listening on http://"]).await;
+        let address = line.split("listening on http://").nth(1).unwrap().trim();
+        format!("http://{address}")
+    }
+
     fn output(&self) -> String {
         self.output.lock().unwrap().clone()
     }
@@ -76,6 +85,23 @@ impl RunExample {
                 .map(str::to_owned)
         })
         .await
+    }
+
+    /// Ctrl-C, and the script's exit within 10 s.
+    async fn stop(mut self) -> std::process::ExitStatus {
+        self.interrupt();
+        let interrupted = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                interrupted.elapsed() < Duration::from_secs(10),
+                "scripts/run-example still runs 10 s after Ctrl-C:\n{}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Ctrl-C: SIGINT to the whole process group, as a terminal sends it.
@@ -119,11 +145,10 @@ async fn run_example_shows_telemetry_arriving_at_a_local_collector_and_ctrl_c_fl
         !port_open(4318) && !port_open(4317),
         "something already listens on 127.0.0.1:4317/4318: the script would export to it"
     );
-    let script = RunExample::start();
+    let script = RunExample::start(&[]);
 
-    let line = script.wait_for_line(&["listening on http://"]).await;
-    let address = line.split("listening on http://").nth(1).unwrap().trim();
-    let url = |path: &str| format!("http://{address}{path}");
+    let base = script.service_url().await;
+    let url = |path: &str| format!("{base}{path}");
     let banner = script
         .wait_for_line(&["Collector: rotel on 127.0.0.1:4318"])
         .await;
@@ -197,26 +222,14 @@ async fn run_example_shows_telemetry_arriving_at_a_local_collector_and_ctrl_c_fl
     let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
     let (status, _, _) = get(&url("/users/7"), &[("traceparent", &traceparent)]).await;
     assert_eq!(status, 200);
-    script.interrupt();
-    let mut script = script;
-    let exited = Instant::now();
-    let status = loop {
-        if let Some(status) = script.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            exited.elapsed() < Duration::from_secs(10),
-            "scripts/run-example still runs 10 s after Ctrl-C:\n{}",
-            script.output()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert!(status.success(), "{status}:\n{}", script.output());
+    let output = script.output.clone();
+    let status = script.stop().await;
+    let output = output.lock().unwrap().clone();
+    assert!(status.success(), "{status}:\n{output}");
     let log = collector_log();
     assert!(
         log.contains(trace_id),
-        "the last request's span was not flushed at Ctrl-C:\n{}",
-        script.output()
+        "the last request's span was not flushed at Ctrl-C:\n{output}"
     );
     assert!(!log.contains("GET /health"), "/health is not traced");
     // The collector stops with the script.
@@ -226,7 +239,6 @@ async fn run_example_shows_telemetry_arriving_at_a_local_collector_and_ctrl_c_fl
         || (!port_open(4318) && !port_open(4317)).then_some(()),
     )
     .await;
-    let output = script.output();
     for trouble in [
         "cannot export",
         "panicked",
@@ -238,4 +250,32 @@ async fn run_example_shows_telemetry_arriving_at_a_local_collector_and_ctrl_c_fl
             "a newcomer's run shows no export trouble ({trouble}):\n{output}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_example_exports_to_the_configured_collector_instead_of_starting_one() {
+    let receiver = OtlpReceiver::start().await;
+    let endpoint = receiver.http_endpoint();
+    let script = RunExample::start(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)]);
+    script
+        .wait_for_line(&["Exporting to your collector at", &endpoint])
+        .await;
+    let base = script.service_url().await;
+    let (status, _, _) = get(&format!("{base}/users/42"), &[]).await;
+    assert_eq!(status, 200);
+    receiver
+        .wait_for_spans(
+            "the request's span at the configured collector",
+            DEADLINE,
+            |spans| spans.iter().any(|span| span.span.name == "GET /users/{id}"),
+        )
+        .await;
+    let output = script.output.clone();
+    let status = script.stop().await;
+    let output = output.lock().unwrap().clone();
+    assert!(status.success(), "{status}:\n{output}");
+    assert!(
+        !output.contains("Collector: rotel"),
+        "no collector of its own:\n{output}"
+    );
 }
