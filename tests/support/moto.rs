@@ -16,6 +16,8 @@ use super::wait::wait_for_blocking;
 
 /// How long moto gets to open its port (it usually takes well under a second).
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How many ports moto is tried on before giving up (each lost only to a concurrent bind).
+const BIND_ATTEMPTS: usize = 5;
 
 /// A dummy SigV4 `Authorization` header. moto does not check signatures, but its server routes a
 /// request to a service by the credential scope (`.../REGION/SERVICE/aws4_request`): an unsigned
@@ -33,16 +35,40 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts `moto_server -H 127.0.0.1 -p PORT` on a free port and waits until it accepts.
+    /// Starts `moto_server -H 127.0.0.1 -p PORT` on a free port and waits until it serves there.
+    ///
+    /// moto cannot be told port 0 and report the port it got, so the port is picked here and
+    /// released before moto binds it: another process may take it in between. moto then exits
+    /// with "Address already in use", and it is started again on a fresh port (up to
+    /// [`BIND_ATTEMPTS`] times). The port counts as moto's only once moto itself has written
+    /// that it runs there (werkzeug logs `Running on http://127.0.0.1:PORT` after its bind),
+    /// so a stranger that won the port is never taken for moto.
     ///
     /// # Panics
-    /// When the binary is missing, moto exits early, or its port does not open within 20 s.
+    /// When the binary is missing, moto exits early for another reason, or does not serve
+    /// within 20 s.
     pub fn start() -> Moto {
         let server = moto_server();
-        let addr = free_addr();
+        check_version(&server);
+        for attempt in 1..=BIND_ATTEMPTS {
+            match Moto::start_on(&server, free_addr()) {
+                Ok(moto) => return moto,
+                Err(log) if attempt < BIND_ATTEMPTS => {
+                    eprintln!("moto_server lost its port to another process, retrying:\n{log}");
+                }
+                Err(log) => panic!(
+                    "moto_server found its port taken {BIND_ATTEMPTS} times in a row:\n{log}"
+                ),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// One attempt on `addr`: the running moto, or its log when the port was taken.
+    fn start_on(server: &Path, addr: SocketAddr) -> Result<Moto, String> {
         let log_path = new_log_path();
         let log = File::create(&log_path).expect("create moto log file");
-        let child = Command::new(&server)
+        let child = Command::new(server)
             .args(["-H", "127.0.0.1", "-p", &addr.port().to_string()])
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -55,19 +81,24 @@ impl Moto {
             addr,
             log_path,
         };
+        let running = format!("Running on http://{addr}");
         wait_for_blocking(
-            &format!("moto_server to listen on {addr}"),
+            &format!("moto_server to serve on {addr}"),
             STARTUP_TIMEOUT,
             || {
                 if let Some(status) = moto.child.try_wait().expect("poll moto_server") {
-                    panic!("moto_server exited early ({status}):\n{}", moto.log());
+                    let log = moto.log();
+                    if log.contains("Address already in use") {
+                        return Some(Err(log));
+                    }
+                    panic!("moto_server exited early ({status}):\n{log}");
                 }
-                TcpStream::connect_timeout(&addr, Duration::from_millis(100))
-                    .is_ok()
-                    .then_some(())
+                (moto.log().contains(&running)
+                    && TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok())
+                .then_some(Ok(()))
             },
-        );
-        moto
+        )?;
+        Ok(moto)
     }
 
     /// Like `http://127.0.0.1:PORT`.
@@ -175,6 +206,49 @@ fn moto_server() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The moto version `scripts/install-moto` pins (its `MOTO_VERSION="..."` line).
+fn pinned_version() -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install-moto");
+    let text = fs::read_to_string(&script)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", script.display()));
+    text.lines()
+        .find_map(|line| line.strip_prefix("MOTO_VERSION=\""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no MOTO_VERSION=\"...\" line in {}", script.display()))
+        .to_owned()
+}
+
+/// Fails unless the moto behind `server` (a Python console script) is the pinned version: the
+/// tests read moto's X-Ray answers, which change between versions. Asks the script's own
+/// interpreter (its `#!` line) for the installed distribution's version, without importing moto.
+fn check_version(server: &Path) {
+    let script = fs::read_to_string(server)
+        .unwrap_or_else(|err| panic!("cannot read {}: {err}", server.display()));
+    let python = script
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("#!"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("{} has no #! line naming its Python", server.display()));
+    let output = Command::new(python)
+        .args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('moto'))",
+        ])
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {python}: {err}"));
+    let installed = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let pinned = pinned_version();
+    assert_eq!(
+        installed,
+        pinned,
+        "{} runs moto {installed:?}, but scripts/install-moto pins {pinned}: run it again \
+         (stderr: {})",
+        server.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// A free port on 127.0.0.1 (released before returning).
