@@ -1,5 +1,6 @@
 //! Proves the shared test support works: the in-process OTLP receiver on both transports, plain,
-//! over TLS and mTLS, and throttling; and a real rotel collector forwarding to it.
+//! over TLS and mTLS, and throttling; a real rotel collector forwarding to it, started again on
+//! fresh ports when one was taken; and the example service found on the port it bound itself.
 
 mod support;
 
@@ -28,7 +29,9 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use support::{OtlpReceiver, ReceiverOptions, Rotel, ServerTls, TestPki, Throttle, attr_int};
+use support::{
+    ExampleService, OtlpReceiver, ReceiverOptions, Rotel, ServerTls, TestPki, Throttle, attr_int,
+};
 use tonic::codec::CompressionEncoding;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic_types::StatusExt;
@@ -248,6 +251,220 @@ async fn wait_until_says_what_it_saw_last_when_it_times_out() {
         std::future::ready(Err(format!("attempt {attempts}")))
     })
     .await;
+}
+
+// ---- Ports held by the process that serves them ---------------------------------------------------
+
+/// A port that was free a moment ago (released: what a test support hands a child to bind).
+fn released_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// The message of the panic `run` raises.
+fn panic_message(run: impl FnOnce()) -> String {
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+        .expect_err("it should have panicked");
+    match panic.downcast::<String>() {
+        Ok(message) => *message,
+        Err(panic) => panic
+            .downcast::<&str>()
+            .map(|message| (*message).to_owned())
+            .unwrap_or_default(),
+    }
+}
+
+/// The value of `name` in the environment process `pid` was started with.
+fn environ_var(pid: u32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    environ.split(|byte| *byte == 0).find_map(|entry| {
+        let entry = String::from_utf8_lossy(entry);
+        let (key, value) = entry.split_once('=')?;
+        (key == name).then(|| value.to_owned())
+    })
+}
+
+#[test]
+fn listening_addrs_lists_the_listeners_of_that_process_only() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = std::net::TcpStream::connect(addr).unwrap();
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+
+    let ours = support::listening_addrs(std::process::id());
+    let theirs = support::listening_addrs(other.id());
+    let _ = other.kill();
+    let _ = other.wait();
+    assert!(ours.contains(&addr), "{addr} not in {ours:?}");
+    assert!(
+        !ours.contains(&client.local_addr().unwrap()),
+        "a connected socket is not a listener: {ours:?}"
+    );
+    assert_eq!(theirs, [], "another process does not hold {addr}");
+    drop(listener);
+    assert!(!support::listening_addrs(std::process::id()).contains(&addr));
+    assert_eq!(
+        support::listening_addrs(other.id()),
+        [],
+        "a process that is gone"
+    );
+}
+
+/// Starts rotel forwarding to `receiver`, its first gRPC or HTTP address taken by a listener of
+/// this test; checks it came up on the second pick, and forwards.
+async fn rotel_retries_when_its_first_port_is_taken(taken_is_grpc: bool) {
+    let receiver = OtlpReceiver::start().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap();
+    let mut picks = Vec::new();
+    let rotel = Rotel::start_picking_ports(
+        || {
+            let pick = if picks.is_empty() && taken_is_grpc {
+                (taken_addr, released_addr())
+            } else if picks.is_empty() {
+                (released_addr(), taken_addr)
+            } else {
+                (released_addr(), released_addr())
+            };
+            picks.push(pick);
+            pick
+        },
+        &[],
+        &[
+            "--exporter",
+            "otlp",
+            "--otlp-exporter-endpoint",
+            &receiver.grpc_endpoint(),
+        ],
+    );
+
+    assert_eq!(picks.len(), 2, "{picks:?}");
+    let (grpc, http) = picks[1];
+    assert_eq!(rotel.grpc_endpoint(), format!("http://{grpc}"));
+    assert_eq!(rotel.http_endpoint(), format!("http://{http}"));
+    let listening = support::listening_addrs(rotel.pid());
+    assert!(
+        listening.contains(&grpc) && listening.contains(&http),
+        "{listening:?}"
+    );
+    assert!(support::listening_addrs(std::process::id()).contains(&taken_addr));
+
+    export_traces_grpc(rotel.grpc_endpoint(), trace_request("after-a-retry")).await;
+    let spans = receiver
+        .wait_for_spans("the span forwarded by rotel", TIMEOUT, |spans| {
+            !spans.is_empty()
+        })
+        .await;
+    assert_eq!(spans[0].span.name, "after-a-retry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotel_starts_on_fresh_ports_when_its_grpc_port_is_taken() {
+    rotel_retries_when_its_first_port_is_taken(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotel_starts_on_fresh_ports_when_its_http_port_is_taken() {
+    rotel_retries_when_its_first_port_is_taken(false).await;
+}
+
+#[test]
+fn rotel_gives_up_after_five_attempts_when_every_port_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap();
+    let mut picks = 0;
+    let message = panic_message(|| {
+        Rotel::start_picking_ports(
+            || {
+                picks += 1;
+                (taken_addr, released_addr())
+            },
+            &[],
+            &["--exporter", "blackhole"],
+        );
+    });
+    assert_eq!(picks, 5);
+    assert!(
+        message.starts_with("rotel-agent found a port taken in each of 5 attempts:"),
+        "{message}"
+    );
+    assert_eq!(
+        message.matches("Address already in use").count(),
+        5,
+        "{message}"
+    );
+}
+
+#[test]
+fn rotel_exiting_for_another_reason_fails_without_a_retry() {
+    let mut picks = 0;
+    let message = panic_message(|| {
+        Rotel::start_picking_ports(
+            || {
+                picks += 1;
+                (released_addr(), released_addr())
+            },
+            &[],
+            &["--exporter", "no-such-exporter"],
+        );
+    });
+    assert_eq!(picks, 1);
+    assert!(
+        message.starts_with("rotel-agent exited early (exit status: 2)"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn example_service_is_found_on_its_port_when_rust_log_hides_its_address_line() {
+    let service = ExampleService::start(&[("RUST_LOG", "warn"), ("OTEL_SDK_DISABLED", "true")]);
+    let listening = support::listening_addrs(service.pid());
+    assert_eq!(listening.len(), 1, "{listening:?}");
+    assert_eq!(
+        service.url("/users/1"),
+        format!("http://{}/users/1", listening[0])
+    );
+    let (status, _, body) = support::client::get(&service.url("/users/1"), &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    let exit = service.stop();
+    assert!(exit.status.success(), "{exit:?}");
+    assert!(!exit.output.contains("listening on"), "{}", exit.output);
+}
+
+#[test]
+fn example_service_exiting_at_start_up_fails_at_once_with_its_output() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let message = panic_message(|| {
+        ExampleService::start(&[
+            ("LISTEN_ADDR", taken_addr.as_str()),
+            ("OTEL_SDK_DISABLED", "true"),
+        ]);
+    });
+    assert!(
+        message.starts_with("the example service exited at start-up (exit status: 1):"),
+        "{message}"
+    );
+    assert!(message.contains("Address already in use"), "{message}");
+}
+
+#[test]
+fn example_service_started_unsetting_rust_log_runs_without_it() {
+    let quiet = [("OTEL_SDK_DISABLED", "true")];
+    let harness = ExampleService::start(&quiet);
+    let unset = ExampleService::start_unsetting(&["RUST_LOG"], &quiet);
+    assert_eq!(
+        environ_var(harness.pid(), "RUST_LOG").as_deref(),
+        Some("info")
+    );
+    assert_eq!(environ_var(unset.pid(), "RUST_LOG"), None);
+    assert_eq!(
+        environ_var(unset.pid(), "OTEL_BSP_SCHEDULE_DELAY").as_deref(),
+        Some("50")
+    );
 }
 
 // ---- TLS, mTLS and throttling -------------------------------------------------------------------

@@ -19,7 +19,10 @@ const FAST_EXPORT: [(&str, &str); 4] = [
     ("RUST_LOG", "info"),
 ];
 
-/// A running example service; stopped with SIGTERM when dropped.
+/// How long the service gets to listen once started (it is built beforehand).
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running example service; [`ExampleService::stop`] ends it with SIGTERM, dropping it kills it.
 pub struct ExampleService {
     child: Child,
     address: SocketAddr,
@@ -39,8 +42,23 @@ pub struct Exit {
 impl ExampleService {
     /// Starts the service with `env` on top of the fast-export settings, and waits until it
     /// listens.
+    ///
+    /// # Panics
+    /// When it exits first (with what it printed), or does not listen within 20 s.
     pub fn start(env: &[(&str, &str)]) -> Self {
-        let mut child = spawn(env);
+        Self::start_unsetting(&[], env)
+    }
+
+    /// Like [`ExampleService::start`], without the harness's own value of each variable named in
+    /// `unset` (one of the fast-export settings, e.g. `RUST_LOG` to run with the crate's default).
+    ///
+    /// The address it listens on comes from its `listening on http://ADDR` line or, when that
+    /// line is filtered out (`RUST_LOG=warn`), from the one socket its process listens on.
+    ///
+    /// # Panics
+    /// As [`ExampleService::start`].
+    pub fn start_unsetting(unset: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = spawn(unset, env);
         let output = Arc::new(Mutex::new(String::new()));
         let (listening, address) = mpsc::channel();
         capture(
@@ -49,21 +67,37 @@ impl ExampleService {
             Some(listening),
         );
         capture(child.stderr.take().unwrap(), output.clone(), None);
-        let address = match address.recv_timeout(Duration::from_secs(20)) {
-            Ok(address) => address,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "the example service did not start listening:\n{}",
-                    output.lock().unwrap()
-                );
-            }
-        };
-        Self {
+        // Built first so that a panic below stops the child and shows its output (`Drop`).
+        let mut service = Self {
             child,
-            address,
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
             output,
+        };
+        let pid = service.pid();
+        let started =
+            super::wait_for_blocking("the example service to listen", START_TIMEOUT, || {
+                if let Ok(address) = address.try_recv() {
+                    return Some(Ok(address));
+                }
+                if let Some(status) = service.child.try_wait().expect("poll the example service") {
+                    return Some(Err(status));
+                }
+                match super::listening_addrs(pid)[..] {
+                    [address] => Some(Ok(address)),
+                    _ => None,
+                }
+            });
+        match started {
+            Ok(address) if address.ip().is_unspecified() => {
+                service.address = SocketAddr::from(([127, 0, 0, 1], address.port()));
+            }
+            Ok(address) => service.address = address,
+            Err(status) => {
+                let output = service.closed_output();
+                panic!("the example service exited at start-up ({status}):\n{output}");
+            }
         }
+        service
     }
 
     /// `http://127.0.0.1:PORT` + `path`.
@@ -86,17 +120,17 @@ impl ExampleService {
         terminate(self.child.id());
         let status = wait_for_exit(&mut self.child, "the service to exit after SIGTERM");
         let took = sent.elapsed();
-        // The capture threads see end-of-file once the process is gone.
-        let output = super::wait_for_blocking(
-            "the service's output to close",
-            Duration::from_secs(5),
-            || (Arc::strong_count(&self.output) == 1).then(|| self.output()),
-        );
         Exit {
             status,
             took,
-            output,
+            output: self.closed_output(),
         }
+    }
+
+    /// Everything the service printed, once it has exited: the capture threads see end-of-file
+    /// once the process is gone.
+    fn closed_output(&self) -> String {
+        closed_output(&self.output)
     }
 }
 
@@ -115,35 +149,45 @@ impl Drop for ExampleService {
 /// Runs the service with `env` and returns how it exits by itself (for configurations that
 /// must fail at start-up).
 pub fn run_to_exit(env: &[(&str, &str)]) -> Exit {
-    let mut child = spawn(env);
+    run_to_exit_unsetting(&[], env)
+}
+
+/// Like [`run_to_exit`], without the harness's own value of each variable named in `unset`.
+pub fn run_to_exit_unsetting(unset: &[&str], env: &[(&str, &str)]) -> Exit {
+    let mut child = spawn(unset, env);
     let started = Instant::now();
+    // Read while it runs, so that a full pipe cannot block it.
+    let output = Arc::new(Mutex::new(String::new()));
+    capture(child.stdout.take().unwrap(), output.clone(), None);
+    capture(child.stderr.take().unwrap(), output.clone(), None);
     let status = wait_for_exit(&mut child, "the service to exit by itself");
-    let mut output = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut output)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut output)
-        .unwrap();
     Exit {
         status,
         took: started.elapsed(),
-        output,
+        output: closed_output(&output),
     }
 }
 
-fn spawn(env: &[(&str, &str)]) -> Child {
+/// `output` once every capture thread writing to it has ended.
+fn closed_output(output: &Arc<Mutex<String>>) -> String {
+    super::wait_for_blocking(
+        "the service's output to close",
+        Duration::from_secs(5),
+        || (Arc::strong_count(output) == 1).then(|| output.lock().unwrap().clone()),
+    )
+}
+
+fn spawn(unset: &[&str], env: &[(&str, &str)]) -> Child {
     Command::new(binary())
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LISTEN_ADDR", "127.0.0.1:0")
-        .envs(FAST_EXPORT)
+        .envs(
+            FAST_EXPORT
+                .iter()
+                .copied()
+                .filter(|(name, _)| !unset.contains(name)),
+        )
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

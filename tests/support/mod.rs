@@ -45,3 +45,42 @@ pub fn path_from_env(variable: &str) -> Option<std::path::PathBuf> {
     );
     Some(path)
 }
+
+/// The IPv4 TCP addresses that process `pid` itself listens on (from `/proc/net/tcp` and the
+/// process's open sockets), so that a test knows a port is held by the child it started and not
+/// by another process that took it in the meantime. Empty when the process is gone.
+pub fn listening_addrs(pid: u32) -> Vec<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    // The socket inodes the process holds: its descriptors link to `socket:[INODE]`.
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    let inodes: std::collections::HashSet<String> = fds
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|link| {
+            let link = link.to_string_lossy().into_owned();
+            Some(link.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    // Rows: `sl local_address rem_address st ... inode ...`, with the address as
+    // `AABBCCDD:PPPP` (the IPv4 address in the kernel's byte order, the port in hex) and state
+    // 0A for LISTEN.
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|row| {
+            let fields: Vec<&str> = row.split_whitespace().collect();
+            let (local, state, inode) = (fields.get(1)?, fields.get(3)?, fields.get(9)?);
+            if *state != "0A" || !inodes.contains(*inode) {
+                return None;
+            }
+            let (ip, port) = local.split_once(':')?;
+            let ip = u32::from_str_radix(ip, 16).ok()?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            Some(SocketAddr::from((Ipv4Addr::from(ip.to_ne_bytes()), port)))
+        })
+        .collect()
+}
