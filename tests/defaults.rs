@@ -1,0 +1,335 @@
+//! What the crate does when nothing is configured: the README's defaults, each in a process of
+//! its own (cargo-nextest), some in a child process of the test binary itself so that its
+//! console can be read (`child_*` tests, ignored unless run that way).
+
+mod support;
+
+use std::{collections::HashMap, process::Command, time::Duration};
+
+use axum::{Router, body::Body, routing::get};
+use http::Request;
+use opentelemetry::{Context, baggage::BaggageExt, global, trace::TracerProvider as _};
+use otel_monitor::{MonitorLayer, Telemetry};
+use support::{ExampleService, OtlpReceiver, ReceiverOptions};
+use tower::ServiceExt;
+
+/// Sets (`Some`) or removes (`None`) environment variables before the test starts any thread
+/// that could read them.
+fn set_env(vars: &[(&str, Option<&str>)]) {
+    for (name, value) in vars {
+        // SAFETY: called first thing in a test that runs alone in its process (cargo-nextest),
+        // before it starts a runtime or any other thread.
+        unsafe {
+            match value {
+                Some(value) => std::env::set_var(name, value),
+                None => std::env::remove_var(name),
+            }
+        }
+    }
+}
+
+/// A receiver on a runtime of its own, so that it serves while the test's thread blocks.
+fn receiver_on_its_own_runtime() -> (tokio::runtime::Runtime, OtlpReceiver) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let receiver = runtime.block_on(OtlpReceiver::start_with(ReceiverOptions::default()));
+    (runtime, receiver)
+}
+
+/// How a child run of this test binary ended.
+struct ChildRun {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the ignored test `name` of this binary in a child process, with `env` over this
+/// process's environment and without the variables in `unset`.
+fn run_child(name: &str, unset: &[&str], env: &[(&str, &str)]) -> ChildRun {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args([name, "--exact", "--ignored", "--nocapture"]);
+    for variable in unset {
+        command.env_remove(variable);
+    }
+    command.envs(env.iter().copied());
+    let output = command.output().unwrap();
+    ChildRun {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn without_a_service_name_the_resource_says_unknown_service_and_the_executable() {
+    let (_runtime, receiver) = receiver_on_its_own_runtime();
+    set_env(&[
+        ("OTEL_SERVICE_NAME", None),
+        ("OTEL_RESOURCE_ATTRIBUTES", None),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            Some(&receiver.http_endpoint()),
+        ),
+        ("OTEL_MONITOR_HOST_METRICS", Some("false")),
+    ]);
+    let telemetry = Telemetry::builder()
+        .tracing_subscriber(false)
+        .init()
+        .unwrap();
+    let provider = telemetry.tracer_provider().unwrap().clone();
+    opentelemetry::trace::Tracer::in_span(&provider.tracer("app"), "nameless", |_| {});
+    telemetry.shutdown().unwrap();
+    let executable = std::env::current_exe().unwrap();
+    let executable = executable.file_name().unwrap().to_str().unwrap();
+    assert!(executable.starts_with("defaults-"), "{executable}");
+    let spans = receiver.spans();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(
+        spans[0].resource_str("service.name"),
+        Some(format!("unknown_service:{executable}").as_str())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_endpoint_every_signal_goes_to_localhost_4318_over_http_and_4317_over_grpc() {
+    for (protocol, port, paths) in [
+        (
+            "http/protobuf",
+            4318,
+            ["/v1/traces", "/v1/metrics", "/v1/logs"],
+        ),
+        ("grpc", 4317, ["/", "/", "/"]),
+    ] {
+        // The warning of an export to nowhere names the endpoint: something listening there
+        // would take the exports instead, and this test could not tell.
+        assert!(
+            std::net::TcpStream::connect(("localhost", port)).is_err(),
+            "SOMETHING LISTENS ON localhost:{port}: this test needs the port free (stop any \
+             local collector, e.g. scripts/run-example) and cannot check the default endpoint"
+        );
+        let service = ExampleService::start(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            // Gives up on each export after 200 ms of retries, so the warnings come at once.
+            ("OTEL_EXPORTER_OTLP_TIMEOUT", "200"),
+        ]);
+        support::client::get(&service.url("/users/1"), &[]).await;
+        let expected: Vec<String> = ["traces", "metrics", "logs"]
+            .iter()
+            .zip(paths)
+            .map(|(signal, path)| {
+                format!("cannot export {signal} to http://localhost:{port}{path} (requests")
+            })
+            .collect();
+        support::wait_until(
+            &format!("{protocol}: a warning per signal naming localhost:{port}"),
+            Duration::from_secs(20),
+            || {
+                let output = service.output();
+                let shown = expected.iter().all(|line| output.contains(line));
+                std::future::ready(if shown { Ok(()) } else { Err(output) })
+            },
+        )
+        .await;
+        assert!(service.stop().status.success(), "{protocol}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_compression_no_export_is_compressed() {
+    let receiver = OtlpReceiver::start().await;
+    let service =
+        ExampleService::start(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint())]);
+    support::client::get(&service.url("/users/1"), &[]).await;
+    assert!(service.stop().status.success());
+    let exports = receiver.trace_export_headers();
+    assert!(!exports.is_empty());
+    for headers in exports {
+        assert_eq!(headers.get("content-encoding"), None, "{headers:?}");
+    }
+}
+
+/// What the children of the `RUST_LOG` tests run: one event per level, in a span, exported.
+#[test]
+#[ignore = "run as a child process by the RUST_LOG tests"]
+fn child_logs_at_every_level() {
+    let telemetry = Telemetry::builder().service_name("levels").init().unwrap();
+    tracing::info_span!("levels").in_scope(|| {
+        tracing::trace!("a trace event");
+        tracing::debug!("a debug event");
+        tracing::info!("an info event");
+        tracing::warn!("a warn event");
+    });
+    telemetry.shutdown().unwrap();
+}
+
+/// The console lines and the exported log records (body, severity number and text) of
+/// [`child_logs_at_every_level`] run with `RUST_LOG` as `rust_log` says (`None`: unset).
+fn levels_with(rust_log: Option<&str>) -> (String, Vec<(String, i32, String)>) {
+    let (_runtime, receiver) = receiver_on_its_own_runtime();
+    let endpoint = receiver.http_endpoint();
+    let mut env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_MONITOR_HOST_METRICS", "false"),
+    ];
+    if let Some(rust_log) = rust_log {
+        env.push(("RUST_LOG", rust_log));
+    }
+    let run = run_child("child_logs_at_every_level", &["RUST_LOG"], &env);
+    assert!(run.success, "{}{}", run.stdout, run.stderr);
+    let records = receiver
+        .logs()
+        .into_iter()
+        .filter(|log| log.body_str().is_some_and(|body| body.ends_with(" event")))
+        .map(|log| {
+            (
+                log.body_str().unwrap().to_owned(),
+                log.record.severity_number,
+                log.record.severity_text.clone(),
+            )
+        })
+        .collect();
+    (run.stdout, records)
+}
+
+#[test]
+fn without_rust_log_info_and_above_reach_the_console_and_the_log_records() {
+    let (console, records) = levels_with(None);
+    for shown in [
+        "INFO defaults: an info event",
+        "WARN defaults: a warn event",
+    ] {
+        assert!(console.contains(shown), "{shown}:\n{console}");
+    }
+    for hidden in ["a debug event", "a trace event"] {
+        assert!(!console.contains(hidden), "{hidden}:\n{console}");
+    }
+    assert!(!console.contains("DEBUG"), "{console}");
+    assert_eq!(
+        records,
+        [
+            ("an info event".to_owned(), 9, "INFO".to_owned()),
+            ("a warn event".to_owned(), 13, "WARN".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn rust_log_debug_adds_debug_events_as_severity_5() {
+    // The counterpart of the default: the same child shows its debug event once asked.
+    let (console, records) = levels_with(Some("debug"));
+    assert!(
+        console.contains("DEBUG defaults: a debug event"),
+        "{console}"
+    );
+    assert!(!console.contains("a trace event"), "{console}");
+    assert_eq!(
+        records,
+        [
+            ("a debug event".to_owned(), 5, "DEBUG".to_owned()),
+            ("an info event".to_owned(), 9, "INFO".to_owned()),
+            ("a warn event".to_owned(), 13, "WARN".to_owned()),
+        ]
+    );
+}
+
+/// What the child of the console exporter test runs: a span, a metric, a log record.
+#[test]
+#[ignore = "run as a child process by the console exporter test"]
+fn child_makes_a_span_a_metric_and_a_log_record() {
+    let telemetry = Telemetry::builder()
+        .service_name("console")
+        .host_metrics(false)
+        .init()
+        .unwrap();
+    tracing::info_span!("a console span").in_scope(|| tracing::info!("a console log record"));
+    global::meter("app")
+        .u64_counter("a.console.metric")
+        .build()
+        .add(7, &[]);
+    telemetry.shutdown().unwrap();
+}
+
+#[test]
+fn the_console_exporter_prints_each_signal_on_stdout() {
+    let run = run_child(
+        "child_makes_a_span_a_metric_and_a_log_record",
+        &["RUST_LOG"],
+        &[
+            ("OTEL_TRACES_EXPORTER", "console"),
+            ("OTEL_METRICS_EXPORTER", "console"),
+            ("OTEL_LOGS_EXPORTER", "console"),
+        ],
+    );
+    assert!(run.success, "{}{}", run.stdout, run.stderr);
+    for printed in [
+        "Name         : a console span",
+        "Name         : a.console.metric",
+        "Body: String(Owned(\"a console log record\"))",
+    ] {
+        assert!(run.stdout.contains(printed), "{printed}:\n{}", run.stdout);
+    }
+}
+
+/// Sends a request with `baggage: tenant=blue` through `MonitorLayer` to a handler that answers
+/// the baggage it sees and the `baggage` header it would send on: `seen|outgoing`.
+fn baggage_through_the_layer(propagators: Option<&str>) -> String {
+    set_env(&[
+        ("OTEL_PROPAGATORS", propagators),
+        ("OTEL_TRACES_EXPORTER", Some("none")),
+        ("OTEL_METRICS_EXPORTER", Some("none")),
+        ("OTEL_LOGS_EXPORTER", Some("none")),
+    ]);
+    let telemetry = Telemetry::builder()
+        .tracing_subscriber(false)
+        .init()
+        .unwrap();
+    let answer = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let app = Router::new()
+            .route(
+                "/",
+                get(|| async {
+                    let context = Context::current();
+                    let seen = context
+                        .baggage()
+                        .get("tenant")
+                        .map(|value| value.to_string())
+                        .unwrap_or_default();
+                    let mut outgoing = HashMap::new();
+                    global::get_text_map_propagator(|propagator| {
+                        propagator.inject_context(&context, &mut outgoing)
+                    });
+                    let outgoing = outgoing.remove("baggage").unwrap_or_default();
+                    format!("{seen}|{outgoing}")
+                }),
+            )
+            .layer(MonitorLayer::new());
+        let request = Request::get("/")
+            .header("baggage", "tenant=blue")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    });
+    telemetry.shutdown().unwrap();
+    answer
+}
+
+#[test]
+fn incoming_baggage_is_propagated_by_default() {
+    assert_eq!(baggage_through_the_layer(None), "blue|tenant=blue");
+}
+
+#[test]
+fn otel_propagators_baggage_propagates_baggage() {
+    assert_eq!(
+        baggage_through_the_layer(Some("baggage")),
+        "blue|tenant=blue"
+    );
+}
+
+#[test]
+fn otel_propagators_tracecontext_alone_drops_baggage() {
+    assert_eq!(baggage_through_the_layer(Some("tracecontext")), "|");
+}
