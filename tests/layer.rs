@@ -1,40 +1,31 @@
 //! `MonitorLayer` on a real axum server, exporting through the real OTLP/HTTP exporter to an
-//! in-process receiver: what arrives, with which names, attributes and values.
+//! in-process receiver: what arrives, with which names, attributes and values. Last, the span
+//! exporter's own metric, from the example service run as a user runs it.
 
 mod support;
 
-use std::{
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
 
 use axum::{
     Router,
     body::{Body, Bytes},
-    http::StatusCode,
+    http::{StatusCode, header},
     routing::get,
 };
 use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry::{
-    Context,
-    trace::{
-        SpanBuilder, Tracer, TracerProvider as _,
-        noop::{NoopSpan, NoopTracer},
-    },
-};
+use opentelemetry::trace::{TracerProvider as _, noop::NoopTracer};
 use opentelemetry_otlp::{MetricExporter, SpanExporter, WithExportConfig};
 use opentelemetry_proto::tonic::{
-    common::v1::any_value::Value as AnyValue,
-    metrics::v1::{HistogramDataPoint, NumberDataPoint, metric::Data, number_data_point},
+    common::v1::{KeyValue, any_value::Value as AnyValue},
+    metrics::v1::{
+        AggregationTemporality, HistogramDataPoint, Metric, NumberDataPoint, metric::Data,
+        number_data_point,
+    },
     trace::v1::{span::SpanKind, status::StatusCode as SpanStatus},
 };
 use opentelemetry_sdk::{metrics::SdkMeterProvider, trace::SdkTracerProvider};
 use otel_monitor::{MonitorLayer, MonitorLayerBuilder};
-use support::{OtlpReceiver, ReceivedSpan, attr_int, attr_str};
+use support::{ExampleService, OtlpReceiver, ReceivedSpan};
 use tokio::io::AsyncWriteExt;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -86,6 +77,18 @@ impl Monitored {
             .route("/stream", get(stream))
             .route("/empty", get(|| async { StatusCode::NO_CONTENT }))
             .route("/health", get(|| async { "ok" }))
+            .route(
+                "/login",
+                get(|| async {
+                    (
+                        [
+                            (header::SET_COOKIE, "session=secret"),
+                            (header::HeaderName::from_static("x-kept"), "kept"),
+                        ],
+                        "welcome",
+                    )
+                }),
+            )
             .route(
                 "/echo",
                 axum::routing::post(|body: Bytes| async move { body }),
@@ -148,22 +151,30 @@ impl Monitored {
         .await
     }
 
-    /// Flushes the metrics until `http.server.active_requests` reads `expected`.
-    async fn wait_for_active_requests(&self, expected: i64) {
-        let what = format!("{expected} active requests");
+    /// Flushes the metrics until `http.server.active_requests` has exactly the `expected`
+    /// points (attribute set, value), and returns that export.
+    async fn wait_for_active_requests(&self, expected: &[(&[&str], i64)]) -> Metric {
+        let expected: BTreeSet<(BTreeSet<String>, i64)> = expected
+            .iter()
+            .map(|(attributes, value)| (strings(attributes), *value))
+            .collect();
+        let what = format!("http.server.active_requests to read {expected:?}");
         support::wait_until(&what, DEADLINE, || async {
             let provider = self.meter_provider.clone();
             tokio::task::spawn_blocking(move || provider.force_flush().unwrap())
                 .await
                 .unwrap();
-            let active = self
-                .receiver
-                .latest_metric("http.server.active_requests")
-                .map(|received| int_value(&sum(&received.metric)[0]));
-            if active == Some(expected) {
-                Ok(())
+            let Some(received) = self.receiver.latest_metric("http.server.active_requests") else {
+                return Err("no export yet".to_owned());
+            };
+            let seen: BTreeSet<(BTreeSet<String>, i64)> = sum(&received.metric)
+                .iter()
+                .map(|point| (attribute_set(&point.attributes), int_value(point)))
+                .collect();
+            if seen == expected {
+                Ok(received.metric)
             } else {
-                Err(format!("{active:?} active requests"))
+                Err(format!("{seen:?}"))
             }
         })
         .await
@@ -223,12 +234,39 @@ fn int_value(point: &NumberDataPoint) -> i64 {
     }
 }
 
+/// A point's attributes as `key="string"` or `key=integer`, the exact set to compare.
+fn attribute_set(attributes: &[KeyValue]) -> BTreeSet<String> {
+    attributes
+        .iter()
+        .map(|attribute| {
+            match attribute
+                .value
+                .as_ref()
+                .and_then(|value| value.value.as_ref())
+            {
+                Some(AnyValue::StringValue(value)) => format!("{}={value:?}", attribute.key),
+                Some(AnyValue::IntValue(value)) => format!("{}={value}", attribute.key),
+                other => panic!("{} holds {other:?}", attribute.key),
+            }
+        })
+        .collect()
+}
+
+fn strings(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|item| (*item).to_owned()).collect()
+}
+
+/// The active-requests attributes of a GET over plain HTTP: the conventions (v1.44) require
+/// `http.request.method` and `url.scheme`; `server.address` and `server.port` are opt-in.
+const ACTIVE_GET: &[&str] = &[r#"http.request.method="GET""#, r#"url.scheme="http""#];
+const ACTIVE_POST: &[&str] = &[r#"http.request.method="POST""#, r#"url.scheme="http""#];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_becomes_a_server_span_with_the_conventions_attributes() {
     let app = Monitored::start(|layer| {
         layer
-            .record_request_headers(["x-request-id", "authorization"])
-            .record_response_headers(["content-type", "set-cookie"])
+            .record_request_headers(["x-request-id"])
+            .record_response_headers(["content-type"])
     })
     .await;
 
@@ -238,7 +276,6 @@ async fn a_request_becomes_a_server_span_with_the_conventions_attributes() {
             &[
                 ("user-agent", "otel-monitor-test/1.0"),
                 ("x-request-id", "req-1"),
-                ("authorization", "Bearer secret"),
             ],
         )
         .await;
@@ -281,12 +318,67 @@ async fn a_request_becomes_a_server_span_with_the_conventions_attributes() {
         string_array("http.response.header.content-type"),
         ["text/plain; charset=utf-8"]
     );
-    assert_eq!(span.attr("http.request.header.authorization"), None);
-    assert_eq!(span.attr("http.response.header.set-cookie"), None);
     assert_eq!(span.attr("error.type"), None);
     assert_eq!(status_of(span), SpanStatus::Unset);
     assert_eq!(span.scope_name, "otel-monitor");
     assert_eq!(span.parent_span_id_hex(), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_headers_are_never_recorded_even_when_listed_and_sent() {
+    // All four, listed for both directions and in any case, beside two headers that are kept.
+    let credentials = [
+        "Authorization",
+        "cookie",
+        "SET-COOKIE",
+        "proxy-authorization",
+    ];
+    let app = Monitored::start(|layer| {
+        layer
+            .record_request_headers(credentials.iter().copied().chain(["x-request-id"]))
+            .record_response_headers(credentials.iter().copied().chain(["x-kept"]))
+    })
+    .await;
+
+    let (status, response_headers, _) = app
+        .get(
+            "/login",
+            &[
+                ("authorization", "Bearer secret"),
+                ("cookie", "session=secret"),
+                ("proxy-authorization", "Basic secret"),
+                ("set-cookie", "session=secret"),
+                ("x-request-id", "req-1"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(response_headers["set-cookie"], "session=secret");
+
+    let spans = app.spans(1).await;
+    let recorded: BTreeSet<&str> = spans[0]
+        .span
+        .attributes
+        .iter()
+        .map(|attribute| attribute.key.as_str())
+        .filter(|key| {
+            key.starts_with("http.request.header.") || key.starts_with("http.response.header.")
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        BTreeSet::from([
+            "http.request.header.x-request-id",
+            "http.response.header.x-kept"
+        ])
+    );
+    let secrets: Vec<_> = spans[0]
+        .span
+        .attributes
+        .iter()
+        .filter(|attribute| format!("{:?}", attribute.value).contains("secret"))
+        .collect();
+    assert!(secrets.is_empty(), "a credential was recorded: {secrets:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,32 +461,17 @@ async fn an_incoming_traceparent_is_the_parent_and_a_malformed_one_starts_a_new_
     );
 }
 
-/// OpenTelemetry's no-op tracer, counting the spans asked of it.
-#[derive(Debug, Clone, Default)]
-struct CountingNoopTracer(Arc<AtomicUsize>);
-
-impl Tracer for CountingNoopTracer {
-    type Span = NoopSpan;
-
-    fn build_with_context(&self, builder: SpanBuilder, parent_cx: &Context) -> NoopSpan {
-        self.0.fetch_add(1, Ordering::SeqCst);
-        NoopTracer::new().build_with_context(builder, parent_cx)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_noop_tracer_the_context_passes_through_and_the_metrics_are_recorded() {
-    let tracer = CountingNoopTracer::default();
-    let app = {
-        let tracer = tracer.clone();
-        Monitored::start(|layer| layer.tracer(tracer).inject_trace_context(true)).await
-    };
+    let app =
+        Monitored::start(|layer| layer.tracer(NoopTracer::new()).inject_trace_context(true)).await;
     let (status, headers, _) = app.get("/users/1", &[]).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         !headers.contains_key("traceparent"),
         "a no-op tracer starts no trace: {headers:?}"
     );
+    // Again and again: the requests after the first one pass the context through as well.
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     for _ in 0..3 {
         let (status, headers, _) = app.get("/users/2", &[("traceparent", traceparent)]).await;
@@ -404,14 +481,21 @@ async fn with_a_noop_tracer_the_context_passes_through_and_the_metrics_are_recor
             "the incoming context passes through"
         );
     }
-    assert_eq!(
-        tracer.0.load(Ordering::SeqCst),
-        1,
-        "once the tracer has shown it is a no-op, no more spans are asked of it"
-    );
     let duration = app.metric("http.server.request.duration").await;
-    let requests: u64 = histogram(&duration).iter().map(|point| point.count).sum();
-    assert_eq!(requests, 4);
+    let points = histogram(&duration);
+    assert_eq!(points.len(), 1, "{points:?}");
+    assert_eq!(points[0].count, 4);
+    assert_eq!(
+        attribute_set(&points[0].attributes),
+        strings(&[
+            r#"http.request.method="GET""#,
+            r#"url.scheme="http""#,
+            r#"network.protocol.version="1.1""#,
+            r#"http.route="/users/{id}""#,
+            "http.response.status_code=200",
+        ])
+    );
+    app.wait_for_active_requests(&[(ACTIVE_GET, 0)]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,18 +524,118 @@ async fn a_streamed_response_is_measured_to_its_last_chunk() {
     assert_eq!(histogram(&response_size)[0].sum, Some(40.0));
 }
 
+/// One series of the request histograms: its exact attributes, and what it holds.
+struct Expected {
+    attributes: &'static [&'static str],
+    requests: u64,
+    request_bytes: f64,
+    response_bytes: f64,
+}
+
+/// The histogram's points, one per series: (attribute set, count, sum).
+fn histogram_series(metric: &Metric) -> BTreeSet<(BTreeSet<String>, u64, String)> {
+    histogram(metric)
+        .iter()
+        .map(|point| {
+            (
+                attribute_set(&point.attributes),
+                point.count,
+                format!("{:?}", point.sum),
+            )
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_http_server_metrics_follow_the_conventions() {
+async fn the_duration_and_body_size_histograms_carry_the_conventions_attributes_counts_and_bytes() {
     let app = Monitored::start(|layer| layer).await;
-    app.get("/users/7", &[]).await;
-    app.get("/nowhere", &[]).await;
-    app.get("/error", &[]).await;
-    app.get("/empty", &[]).await;
+    for (path, status, body) in [
+        ("/users/7", StatusCode::OK, &b"{\"id\":42}"[..]),
+        ("/users/8", StatusCode::OK, &b"{\"id\":42}"[..]),
+        ("/nowhere", StatusCode::NOT_FOUND, &b""[..]),
+        ("/error", StatusCode::INTERNAL_SERVER_ERROR, &b"boom"[..]),
+        ("/empty", StatusCode::NO_CONTENT, &b""[..]),
+    ] {
+        let (answered, _, received) = app.get(path, &[]).await;
+        assert_eq!((answered, &received[..]), (status, body), "{path}");
+    }
+    let request = http::Request::post(format!("http://{}/echo", app.address))
+        .body(Body::from("x".repeat(1234)))
+        .unwrap();
+    let (_, _, echoed) = support::client::send(request).await;
+    assert_eq!(echoed.len(), 1234);
+
+    // What the conventions (HTTP v1.44) ask of the three histograms: method, scheme, protocol
+    // version (its name only when it is not `http`), the route when one matched, the status
+    // code sent, `error.type` for a failure; `server.address` and `server.port` are opt-in.
+    let expected = [
+        Expected {
+            attributes: &[
+                r#"http.request.method="GET""#,
+                r#"url.scheme="http""#,
+                r#"network.protocol.version="1.1""#,
+                r#"http.route="/users/{id}""#,
+                "http.response.status_code=200",
+            ],
+            requests: 2,
+            request_bytes: 0.0,
+            response_bytes: 18.0,
+        },
+        Expected {
+            attributes: &[
+                r#"http.request.method="GET""#,
+                r#"url.scheme="http""#,
+                r#"network.protocol.version="1.1""#,
+                "http.response.status_code=404",
+            ],
+            requests: 1,
+            request_bytes: 0.0,
+            response_bytes: 0.0,
+        },
+        Expected {
+            attributes: &[
+                r#"http.request.method="GET""#,
+                r#"url.scheme="http""#,
+                r#"network.protocol.version="1.1""#,
+                r#"http.route="/error""#,
+                "http.response.status_code=500",
+                r#"error.type="500""#,
+            ],
+            requests: 1,
+            request_bytes: 0.0,
+            response_bytes: 4.0,
+        },
+        Expected {
+            // An empty body ends the request at once, not as cancelled.
+            attributes: &[
+                r#"http.request.method="GET""#,
+                r#"url.scheme="http""#,
+                r#"network.protocol.version="1.1""#,
+                r#"http.route="/empty""#,
+                "http.response.status_code=204",
+            ],
+            requests: 1,
+            request_bytes: 0.0,
+            response_bytes: 0.0,
+        },
+        Expected {
+            attributes: &[
+                r#"http.request.method="POST""#,
+                r#"url.scheme="http""#,
+                r#"network.protocol.version="1.1""#,
+                r#"http.route="/echo""#,
+                "http.response.status_code=200",
+            ],
+            requests: 1,
+            request_bytes: 1234.0,
+            response_bytes: 1234.0,
+        },
+    ];
 
     let duration = app.metric("http.server.request.duration").await;
     assert_eq!(duration.unit, "s");
     let points = histogram(&duration);
-    assert_eq!(points.len(), 4, "one series per route and status");
+    assert_eq!(points.len(), expected.len(), "one series per attribute set");
     for point in points {
         assert_eq!(
             point.explicit_bounds,
@@ -459,68 +643,95 @@ async fn the_http_server_metrics_follow_the_conventions() {
                 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0
             ]
         );
-        assert_eq!(
-            attr_str(&point.attributes, "http.request.method"),
-            Some("GET")
-        );
-        assert_eq!(attr_str(&point.attributes, "url.scheme"), Some("http"));
-        assert_eq!(
-            attr_str(&point.attributes, "network.protocol.version"),
-            Some("1.1")
-        );
     }
-    let series = |status: i64| {
-        points
+    let series_of = |metric: &Metric| -> BTreeSet<(BTreeSet<String>, u64)> {
+        histogram(metric)
             .iter()
-            .find(|point| attr_int(&point.attributes, "http.response.status_code") == Some(status))
-            .unwrap_or_else(|| panic!("no series with status {status}"))
+            .map(|point| (attribute_set(&point.attributes), point.count))
+            .collect()
     };
     assert_eq!(
-        attr_str(&series(200).attributes, "http.route"),
-        Some("/users/{id}")
-    );
-    assert_eq!(attr_str(&series(200).attributes, "error.type"), None);
-    assert_eq!(attr_str(&series(404).attributes, "http.route"), None);
-    assert_eq!(attr_str(&series(500).attributes, "error.type"), Some("500"));
-    assert_eq!(
-        attr_str(&series(204).attributes, "error.type"),
-        None,
-        "an empty body ends the request at once, not as cancelled"
+        series_of(&duration),
+        expected
+            .iter()
+            .map(|series| (strings(series.attributes), series.requests))
+            .collect()
     );
 
-    let active = app.metric("http.server.active_requests").await;
-    assert_eq!(active.unit, "{request}");
-    for point in sum(&active) {
-        assert_eq!(int_value(point), 0);
+    for (name, bytes) in [
+        (
+            "http.server.request.body.size",
+            (|series: &Expected| series.request_bytes) as fn(&Expected) -> f64,
+        ),
+        ("http.server.response.body.size", |series: &Expected| {
+            series.response_bytes
+        }),
+    ] {
+        let metric = app.metric(name).await;
+        assert_eq!(metric.unit, "By", "{name}");
+        let Some(Data::Histogram(data)) = &metric.data else {
+            panic!("{name} is not a histogram");
+        };
+        assert_eq!(
+            data.aggregation_temporality,
+            AggregationTemporality::Cumulative as i32,
+            "{name}"
+        );
+        assert_eq!(
+            histogram_series(&metric),
+            expected
+                .iter()
+                .map(|series| (
+                    strings(series.attributes),
+                    series.requests,
+                    format!("{:?}", Some(bytes(series)))
+                ))
+                .collect(),
+            "{name}: the duration's attribute sets, one recording per request, every byte"
+        );
     }
-
-    let request_size = app.metric("http.server.request.body.size").await;
-    assert_eq!(request_size.unit, "By");
-    let response_size = app.metric("http.server.response.body.size").await;
-    assert_eq!(response_size.unit, "By");
-    let user_body = histogram(&response_size)
-        .iter()
-        .find(|point| attr_int(&point.attributes, "http.response.status_code") == Some(200))
-        .unwrap();
-    assert_eq!(user_body.sum, Some("{\"id\":42}".len() as f64));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_body_is_measured_by_the_bytes_read() {
+async fn active_requests_is_a_cumulative_up_down_counter_by_method_and_scheme_1_in_flight_then_0() {
     let app = Monitored::start(|layer| layer).await;
-    let request = http::Request::post(format!("http://{}/echo", app.address))
-        .body(Body::from("x".repeat(1234)))
-        .unwrap();
-    let (_, _, body) = support::client::send(request).await;
-    assert_eq!(body.len(), 1234);
 
-    let request_size = app.metric("http.server.request.body.size").await;
-    let point = &histogram(&request_size)[0];
+    // A raw connection, so the request stays in flight until the test hangs up.
+    let mut connection = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    connection
+        .write_all(b"GET /slow HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let in_flight = app.wait_for_active_requests(&[(ACTIVE_GET, 1)]).await;
+    assert_eq!(in_flight.unit, "{request}");
+    let Some(Data::Sum(data)) = &in_flight.data else {
+        panic!("not a sum: {in_flight:?}");
+    };
+    assert!(!data.is_monotonic, "an up-down counter is not monotonic");
     assert_eq!(
-        attr_str(&point.attributes, "http.request.method"),
-        Some("POST")
+        data.aggregation_temporality,
+        AggregationTemporality::Cumulative as i32
     );
-    assert_eq!(point.sum, Some(1234.0));
+    let point = &data.data_points[0];
+    assert_eq!(
+        point.value,
+        Some(number_data_point::Value::AsInt(1)),
+        "an integer point"
+    );
+
+    // A request that completes meanwhile counts while it runs, then leaves its own series at 0.
+    let request = http::Request::post(format!("http://{}/echo", app.address))
+        .body(Body::from("ping"))
+        .unwrap();
+    support::client::send(request).await;
+    app.wait_for_active_requests(&[(ACTIVE_GET, 1), (ACTIVE_POST, 0)])
+        .await;
+
+    drop(connection);
+    let after = app
+        .wait_for_active_requests(&[(ACTIVE_GET, 0), (ACTIVE_POST, 0)])
+        .await;
+    assert_eq!(sum(&after).len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -533,8 +744,9 @@ async fn a_cancelled_request_ends_its_span_once_and_is_no_longer_active() {
         .write_all(b"GET /slow HTTP/1.1\r\nhost: localhost\r\n\r\n")
         .await
         .unwrap();
-    app.wait_for_active_requests(1).await;
+    app.wait_for_active_requests(&[(ACTIVE_GET, 1)]).await;
     drop(connection);
+    app.wait_for_active_requests(&[(ACTIVE_GET, 0)]).await;
 
     let spans = app.spans(1).await;
     let span = &spans[0];
@@ -543,13 +755,31 @@ async fn a_cancelled_request_ends_its_span_once_and_is_no_longer_active() {
     assert_eq!(span.attr("http.response.status_code"), None);
     assert_eq!(status_of(span), SpanStatus::Unset);
 
-    app.wait_for_active_requests(0).await;
+    // Ended once: one recording in each histogram, in the cancelled series only.
+    let cancelled = strings(&[
+        r#"http.request.method="GET""#,
+        r#"url.scheme="http""#,
+        r#"network.protocol.version="1.1""#,
+        r#"http.route="/slow""#,
+        r#"error.type="cancelled""#,
+    ]);
     let duration = app.metric("http.server.request.duration").await;
-    let point = &histogram(&duration)[0];
-    assert_eq!(point.count, 1);
-    assert_eq!(attr_str(&point.attributes, "error.type"), Some("cancelled"));
-
-    // Ended exactly once: no second span turns up later.
+    let points = histogram(&duration);
+    assert_eq!(points.len(), 1, "{points:?}");
+    assert_eq!(attribute_set(&points[0].attributes), cancelled);
+    assert_eq!(points[0].count, 1);
+    for name in [
+        "http.server.request.body.size",
+        "http.server.response.body.size",
+    ] {
+        let size = app.metric(name).await;
+        assert_eq!(
+            histogram_series(&size),
+            BTreeSet::from([(cancelled.clone(), 1, format!("{:?}", Some(0.0)))]),
+            "{name}"
+        );
+    }
+    // And one span: no second one turns up with a later flush.
     let provider = app.tracer_provider.clone();
     tokio::task::spawn_blocking(move || provider.force_flush().unwrap())
         .await
@@ -607,4 +837,54 @@ async fn any_tower_service_is_monitored_and_its_errors_mark_the_span() {
         span.attr("error.type")
     );
     assert_eq!(status_of(span), SpanStatus::Error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_span_exporter_counts_its_spans_under_its_component_type_over_both_protocols() {
+    // `Telemetry`'s own span exporter, in the example service as a user runs it. The component
+    // types are the values the conventions (v1.44, `otel.component.type`) give OTLP span
+    // exporters with protobuf serialization.
+    for (protocol, component_type) in [
+        ("http/protobuf", "otlp_http_span_exporter"),
+        ("grpc", "otlp_grpc_span_exporter"),
+    ] {
+        let receiver = OtlpReceiver::start().await;
+        let service = ExampleService::start(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint(protocol)),
+        ]);
+        // The request span and its `load_user` child.
+        let (status, _, _) = support::client::get(&service.url("/users/1"), &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        let exported = support::wait_for(
+            &format!("2 spans counted as exported over {protocol}"),
+            DEADLINE,
+            || {
+                let metric = receiver.latest_metric("otel.sdk.exporter.span.exported")?;
+                let counted: i64 = sum(&metric.metric).iter().map(int_value).sum();
+                (counted >= 2).then_some(metric.metric)
+            },
+        )
+        .await;
+        assert_eq!(exported.unit, "{span}");
+        let Some(Data::Sum(data)) = &exported.data else {
+            panic!("not a sum: {exported:?}");
+        };
+        assert!(data.is_monotonic, "a counter");
+        let points: BTreeSet<(BTreeSet<String>, i64)> = data
+            .data_points
+            .iter()
+            .map(|point| (attribute_set(&point.attributes), int_value(point)))
+            .collect();
+        assert_eq!(
+            points,
+            BTreeSet::from([(
+                strings(&[&format!("otel.component.type={component_type:?}")]),
+                2
+            )]),
+            "{protocol}: every span delivered, none lost"
+        );
+        assert_eq!(receiver.spans().len(), 2);
+        assert!(service.stop().status.success());
+    }
 }
