@@ -255,3 +255,116 @@ async fn the_pipeline_does_not_log_about_itself_into_itself() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_log_filters_the_console_and_the_log_records_alike() {
+    // The access log is INFO under `otel_monitor::access`, below this filter's `warn`; the
+    // service's own INFO and WARN events pass it.
+    let receiver = OtlpReceiver::start().await;
+    let service = ExampleService::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint()),
+        ("RUST_LOG", "warn,service=info"),
+    ]);
+    let (status, _, _) = get(&service.url("/users/abc"), &[]).await;
+    assert_eq!(status, http::StatusCode::BAD_REQUEST);
+    // Stopping flushes the log records: what was going to be exported has arrived.
+    let exit = service.stop();
+    assert!(exit.status.success(), "{exit:?}");
+
+    let records = receiver
+        .wait_for_logs("the warning", DEADLINE, |logs| {
+            logs.iter()
+                .any(|log| log.body_str() == Some("the user id is not a number"))
+        })
+        .await;
+    let bodies: Vec<&str> = records.iter().filter_map(ReceivedLog::body_str).collect();
+    for above in ["the user id is not a number", "Application started"] {
+        assert!(
+            exit.output.contains(above),
+            "{above:?} passes the filter, on the console:\n{}",
+            exit.output
+        );
+        assert!(
+            bodies.contains(&above),
+            "{above:?} passes the filter, as a log record: {bodies:?}"
+        );
+    }
+    assert!(
+        !exit.output.contains("otel_monitor::access"),
+        "the access log is below the filter, not on the console:\n{}",
+        exit.output
+    );
+    assert!(
+        !records
+            .iter()
+            .any(|log| log.scope_name == "otel_monitor::access"),
+        "the access log is below the filter, not a log record: {records:?}"
+    );
+}
+
+/// Sets environment variables for `Telemetry::init` in this test's own process.
+fn set_env(vars: &[(&str, &str)]) {
+    for (name, value) in vars {
+        // SAFETY: the test runs alone in its process (cargo-nextest); the only other threads
+        // are the receiver's, which read no environment.
+        unsafe { std::env::set_var(name, value) };
+    }
+}
+
+#[test]
+fn debug_events_become_severity_5_when_rust_log_allows_them_and_trace_events_do_not_pass() {
+    // The receiver serves on a runtime of its own; `Telemetry` lives on this thread, as in a
+    // service's `main`.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let receiver = runtime.block_on(OtlpReceiver::start());
+    set_env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint()),
+        ("RUST_LOG", "warn,logs=debug"),
+    ]);
+    let telemetry = otel_monitor::Telemetry::builder()
+        .service_name("severity")
+        .host_metrics(false)
+        .traces_exporters([])
+        .metrics_exporters([])
+        .init()
+        .unwrap();
+    tracing::trace!("a trace event, below debug");
+    tracing::debug!(answer = 42, "a debug event");
+    tracing::info!(target: "elsewhere", "an info event of a target held at warn");
+    tracing::warn!(target: "elsewhere", "a warning of that target");
+    telemetry.shutdown().unwrap();
+
+    // Shut down: everything that was going to be exported has been sent; the last event marks
+    // that it has arrived.
+    let records = support::wait_for_blocking("the last warning", DEADLINE, || {
+        let logs = receiver.logs();
+        logs.iter()
+            .any(|log| log.body_str() == Some("a warning of that target"))
+            .then_some(logs)
+    });
+    // Grouped by scope (the target) in the export: compared in order of their bodies.
+    let mut summary: Vec<(&str, &str, i32)> = records
+        .iter()
+        .map(|log| {
+            (
+                log.body_str().unwrap_or_default(),
+                log.record.severity_text.as_str(),
+                log.record.severity_number,
+            )
+        })
+        .collect();
+    summary.sort_unstable();
+    assert_eq!(
+        summary,
+        [
+            ("a debug event", "DEBUG", 5),
+            ("a warning of that target", "WARN", 13),
+        ]
+    );
+    let debug = records
+        .iter()
+        .find(|log| log.record.severity_number == 5)
+        .unwrap();
+    assert_eq!(debug.scope_name, "logs");
+    assert_eq!(attribute(debug, "answer"), Some(&AnyValue::IntValue(42)));
+}
