@@ -216,7 +216,7 @@ impl HttpServerMetrics {
 mod tests {
     use opentelemetry::metrics::MeterProvider as _;
     use opentelemetry_sdk::metrics::{
-        InMemoryMetricExporter, PeriodicReader, SdkMeterProvider,
+        InMemoryMetricExporter, PeriodicReader, SdkMeterProvider, Temporality,
         data::{AggregatedMetrics, MetricData},
     };
 
@@ -271,7 +271,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{name} was not exported"))
         };
         let AggregatedMetrics::F64(MetricData::Histogram(duration)) =
-            metric(HTTP_SERVER_REQUEST_DURATION)
+            metric("http.server.request.duration")
         else {
             panic!("the duration is an f64 histogram");
         };
@@ -280,22 +280,42 @@ mod tests {
         assert!(counts.iter().all(|&count| count == 2), "{counts:?}");
 
         let AggregatedMetrics::I64(MetricData::Sum(active_requests)) =
-            metric(HTTP_SERVER_ACTIVE_REQUESTS)
+            metric("http.server.active_requests")
         else {
             panic!("the active requests are an i64 sum");
         };
-        let mut values: Vec<(String, i64)> = active_requests
+        assert!(!active_requests.is_monotonic(), "an up-down counter");
+        assert_eq!(active_requests.temporality(), Temporality::Cumulative);
+        let mut values: Vec<(Vec<String>, i64)> = active_requests
             .data_points()
             .map(|point| {
-                let method = point
+                let mut attributes: Vec<String> = point
                     .attributes()
-                    .find(|attribute| attribute.key.as_str() == HTTP_REQUEST_METHOD)
-                    .map(|attribute| attribute.value.to_string())
-                    .unwrap_or_default();
-                (method, point.value())
+                    .map(|attribute| format!("{}={}", attribute.key, attribute.value))
+                    .collect();
+                attributes.sort();
+                (attributes, point.value())
             })
             .collect();
         values.sort();
-        assert_eq!(values, [("GET".to_owned(), 1), ("POST".to_owned(), 1)]);
+        assert_eq!(
+            values,
+            [
+                (
+                    vec![
+                        "http.request.method=GET".to_owned(),
+                        "url.scheme=http".to_owned()
+                    ],
+                    1
+                ),
+                (
+                    vec![
+                        "http.request.method=POST".to_owned(),
+                        "url.scheme=https".to_owned()
+                    ],
+                    1
+                ),
+            ]
+        );
     }
 }
