@@ -418,6 +418,33 @@ fn rotel_exiting_for_another_reason_fails_without_a_retry() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receiver_restarted_on_given_ports_waits_until_they_are_released() {
+    use futures_util::FutureExt;
+
+    // A listener still holding the gRPC port, like a receiver that is stopping.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let grpc = holder.local_addr().unwrap();
+    let http = released_addr();
+    let mut start = Box::pin(OtlpReceiver::start_with(ReceiverOptions {
+        ports: Some((grpc.port(), http.port())),
+        ..ReceiverOptions::default()
+    }));
+    assert!(
+        (&mut start).now_or_never().is_none(),
+        "the receiver cannot have bound {grpc} yet"
+    );
+    drop(holder);
+    let receiver = start.await;
+
+    assert_eq!(receiver.ports(), (grpc.port(), http.port()));
+    export_traces_grpc(receiver.grpc_endpoint(), trace_request("on-the-same-port")).await;
+    let spans = receiver
+        .wait_for_spans("the span", TIMEOUT, |spans| !spans.is_empty())
+        .await;
+    assert_eq!(spans[0].span.name, "on-the-same-port");
+}
+
 #[tokio::test]
 async fn example_service_is_found_on_its_port_when_rust_log_hides_its_address_line() {
     let service = ExampleService::start(&[("RUST_LOG", "warn"), ("OTEL_SDK_DISABLED", "true")]);

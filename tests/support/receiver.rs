@@ -546,12 +546,25 @@ fn scope_name_version(scope: &Option<InstrumentationScope>) -> (String, String) 
         .unwrap_or_default()
 }
 
+/// How long a given port may stay in use (the listener of a receiver that is still stopping).
+const REBIND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Binds `port` on 127.0.0.1 (0: an ephemeral one). Tokio sets `SO_REUSEADDR`, so the port of a
-/// receiver that just stopped can be bound again.
+/// receiver that just stopped can be bound again; while that receiver's servers are still closing
+/// their listeners, binding is retried, for up to [`REBIND_TIMEOUT`].
 async fn bind_loopback(port: u16) -> TcpListener {
-    TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap_or_else(|error| panic!("cannot bind 127.0.0.1:{port}: {error}"))
+    let deadline = tokio::time::Instant::now() + REBIND_TIMEOUT;
+    loop {
+        match TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(listener) => return listener,
+            Err(error)
+                if port != 0
+                    && error.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline => {}
+            Err(error) => panic!("cannot bind 127.0.0.1:{port}: {error}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// The rustls server configuration (ring) for `tls`, offering the one ALPN protocol `alpn`.
