@@ -4,12 +4,16 @@
 //! `otelcol-contrib --config otel-collector.yaml --config collector/x.yaml` merges them: maps merge
 //! key by key, lists and scalars are replaced.
 //!
-//! Checked: what the Collector rejects at startup (a component used but not defined, a component in
-//! a pipeline of a signal it does not support, a connector without both ends, an authenticator or
-//! storage extension that is not enabled, a `sending_queue` on an exporter without one) and this
-//! project's rules (memory_limiter first and batch last, no literal secret, no listener on every
-//! interface by default, only well formed `${env:...}` references, persistent queues where the
-//! exporter has one, each file saying how to run it and which variables it reads).
+//! Checked: what the Collector rejects at startup (an option a component's config struct does not
+//! have, at any depth the files use, see the tables below; a component used but not defined, a
+//! component in a pipeline of a signal it does not support, a connector without both ends, an
+//! authenticator or storage extension that is not enabled) and this project's rules
+//! (memory_limiter first and batch last, no literal secret, listeners on localhost only by
+//! default, only well formed `${env:...}` references, persistent queues where the exporter has
+//! one, each file saying how to run it and which variables it reads).
+//!
+//! No Collector runs here: that the files are valid for otelcol-contrib v0.135 rests on these
+//! tables being those of v0.135's config structs (read as the tables say).
 //!
 //! Every check also runs against broken configs in the `checker_*` tests at the bottom, so each is
 //! known to be able to fail.
@@ -31,8 +35,21 @@ const BASE_FILE: &str = "otel-collector.yaml";
 const OVERLAY_DIR: &str = "collector";
 
 // ---------------------------------------------------------------------------------------------
-// What each component type supports, as its README's status table says (contrib distribution
-// v0.135). A type missing here fails the signal check: add it with what its README lists.
+// What each component type supports, and the options it takes.
+//
+// Signals: as each component's README status table says. Options: the `mapstructure` keys of the
+// component's config struct, with the structs it squashes in, read where noted:
+// - core components and the shared config structs (confighttp, configgrpc, configtls,
+//   configauth, confignet, configretry, exporterhelper's queue): opentelemetry-collector at tag
+//   v0.135.0, the oldest release the README supports (files named at each table);
+// - contrib components: the opentelemetry-collector-contrib repository is too large to fetch
+//   here, so its v0.135.0 tag could not be read. Their keys come from the config structs and the
+//   generated `config.schema.yaml` of newer contrib versions (commits named at each table); every
+//   key the shipped configs use is also in a contrib version older than v0.135 (noted where so),
+//   so it is in v0.135 too. A key added after v0.135 would pass this test and fail v0.135: use
+//   only keys the tables below mark as used, or check the key at the v0.135.0 tag.
+//
+// A type missing here fails the checks: add it with what its README and config struct list.
 // ---------------------------------------------------------------------------------------------
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +57,7 @@ enum Kind {
     Receiver,
     Processor,
     Exporter,
+    Connector,
     Extension,
 }
 
@@ -49,85 +67,559 @@ impl Kind {
             Kind::Receiver => "receiver",
             Kind::Processor => "processor",
             Kind::Exporter => "exporter",
+            Kind::Connector => "connector",
             Kind::Extension => "extension",
         }
     }
+
+    /// The section of the config where components of this kind are defined.
+    fn section(self) -> &'static str {
+        match self {
+            Kind::Receiver => "receivers",
+            Kind::Processor => "processors",
+            Kind::Exporter => "exporters",
+            Kind::Connector => "connectors",
+            Kind::Extension => "extensions",
+        }
+    }
+
+    const ALL: [Kind; 5] = [
+        Kind::Receiver,
+        Kind::Processor,
+        Kind::Exporter,
+        Kind::Connector,
+        Kind::Extension,
+    ];
 }
+
+/// What an option takes, as far as this test checks it.
+#[derive(Clone, Copy, Debug)]
+enum Opt {
+    /// A value: a scalar, or a list of scalars.
+    Value,
+    /// A map with these keys only (the union of the groups): any other key is refused, as the
+    /// Collector refuses it.
+    Map(Options),
+    /// A list of items, each checked with this.
+    ListOf(&'static Opt),
+    /// A map whose keys are the user's (headers, tags).
+    FreeMap,
+    /// A nested struct the shipped configs do not use: its keys are not checked.
+    Unchecked,
+}
+
+/// Option keys and what each takes: one struct's.
+type Keys = &'static [(&'static str, Opt)];
+/// The keys of a struct and of the structs it squashes in.
+type Options = &'static [Keys];
+
+const V: Opt = Opt::Value;
+const U: Opt = Opt::Unchecked;
+
+// opentelemetry-collector v0.135.0, config/configtls/configtls.go: `Config`, squashed into
+// `ClientConfig` and `ServerConfig`.
+const TLS_COMMON: Keys = &[
+    ("ca_file", V),
+    ("ca_pem", V),
+    ("include_system_ca_certs_pool", V),
+    ("cert_file", V),
+    ("cert_pem", V),
+    ("key_file", V),
+    ("key_pem", V),
+    ("min_version", V),
+    ("max_version", V),
+    ("cipher_suites", V),
+    ("reload_interval", V),
+    ("curve_preferences", V),
+    ("tpm", U),
+];
+const TLS_CLIENT: Options = &[
+    TLS_COMMON,
+    &[
+        ("insecure", V),
+        ("insecure_skip_verify", V),
+        ("server_name_override", V),
+    ],
+];
+const TLS_SERVER: Options = &[
+    TLS_COMMON,
+    &[("client_ca_file", V), ("client_ca_file_reload", V)],
+];
+
+// v0.135.0 config/configauth/configauth.go `Config`; config/confighttp/server.go `AuthConfig`.
+const AUTH_CLIENT: Keys = &[("authenticator", V)];
+const AUTH_HTTP_SERVER: Keys = &[("authenticator", V), ("request_params", V)];
+
+// v0.135.0 config/confighttp/client.go: `ClientConfig`.
+const HTTP_CLIENT: Keys = &[
+    ("endpoint", V),
+    ("proxy_url", V),
+    ("tls", Opt::Map(TLS_CLIENT)),
+    ("read_buffer_size", V),
+    ("write_buffer_size", V),
+    ("timeout", V),
+    ("headers", Opt::FreeMap),
+    ("auth", Opt::Map(&[AUTH_CLIENT])),
+    ("compression", V),
+    ("compression_params", U),
+    ("max_idle_conns", V),
+    ("max_idle_conns_per_host", V),
+    ("max_conns_per_host", V),
+    ("idle_conn_timeout", V),
+    ("disable_keep_alives", V),
+    ("http2_read_idle_timeout", V),
+    ("http2_ping_timeout", V),
+    ("cookies", U),
+    ("force_attempt_http2", V),
+    ("middlewares", U),
+];
+
+// v0.135.0 config/confighttp/server.go: `ServerConfig`.
+const HTTP_SERVER: Keys = &[
+    ("endpoint", V),
+    ("tls", Opt::Map(TLS_SERVER)),
+    ("cors", U),
+    ("auth", Opt::Map(&[AUTH_HTTP_SERVER])),
+    ("max_request_body_size", V),
+    ("include_metadata", V),
+    ("response_headers", Opt::FreeMap),
+    ("compression_algorithms", V),
+    ("read_timeout", V),
+    ("read_header_timeout", V),
+    ("write_timeout", V),
+    ("idle_timeout", V),
+    ("middlewares", U),
+];
+
+// v0.135.0 config/configgrpc/configgrpc.go: `ClientConfig`.
+const GRPC_CLIENT: Keys = &[
+    ("endpoint", V),
+    ("compression", V),
+    ("tls", Opt::Map(TLS_CLIENT)),
+    ("keepalive", U),
+    ("read_buffer_size", V),
+    ("write_buffer_size", V),
+    ("wait_for_ready", V),
+    ("headers", Opt::FreeMap),
+    ("balancer_name", V),
+    ("authority", V),
+    ("auth", Opt::Map(&[AUTH_CLIENT])),
+    ("middlewares", U),
+];
+
+// v0.135.0 config/configgrpc/configgrpc.go `ServerConfig`, with config/confignet/confignet.go
+// `AddrConfig` squashed in.
+const GRPC_SERVER: Keys = &[
+    ("endpoint", V),
+    ("transport", V),
+    ("dialer", U),
+    ("tls", Opt::Map(TLS_SERVER)),
+    ("max_recv_msg_size_mib", V),
+    ("max_concurrent_streams", V),
+    ("read_buffer_size", V),
+    ("write_buffer_size", V),
+    ("keepalive", U),
+    ("auth", Opt::Map(&[AUTH_CLIENT])),
+    ("include_metadata", V),
+    ("middlewares", U),
+];
+
+// v0.135.0 exporter/exporterhelper/internal/queuebatch/config.go: `Config` (`sending_queue`).
+const SENDING_QUEUE: Keys = &[
+    ("enabled", V),
+    ("wait_for_result", V),
+    ("sizer", V),
+    ("queue_size", V),
+    ("block_on_overflow", V),
+    ("storage", V),
+    ("num_consumers", V),
+    ("batch", U),
+];
+
+// v0.135.0 exporter/exporterhelper/internal/timeout_sender.go `TimeoutConfig` (`timeout`,
+// squashed), config/configretry/backoff.go `BackOffConfig` (`retry_on_failure`), and the queue.
+const EXPORTER_HELPER: Keys = &[
+    ("timeout", V),
+    ("retry_on_failure", U),
+    ("sending_queue", Opt::Map(&[SENDING_QUEUE])),
+];
+
+// v0.135.0 receiver/otlpreceiver/config.go: `Config`, `Protocols`, `HTTPConfig`.
+const OTLP_HTTP_PROTOCOL: Options = &[
+    HTTP_SERVER,
+    &[
+        ("traces_url_path", V),
+        ("metrics_url_path", V),
+        ("logs_url_path", V),
+    ],
+];
+const OTLP_RECEIVER: Keys = &[(
+    "protocols",
+    Opt::Map(&[&[
+        ("grpc", Opt::Map(&[GRPC_SERVER])),
+        ("http", Opt::Map(OTLP_HTTP_PROTOCOL)),
+    ]]),
+)];
+
+// v0.135.0 internal/memorylimiter/config.go (processor/memorylimiterprocessor/config.go aliases it).
+const MEMORY_LIMITER: Keys = &[
+    ("check_interval", V),
+    ("min_gc_interval_when_soft_limited", V),
+    ("min_gc_interval_when_hard_limited", V),
+    ("limit_mib", V),
+    ("spike_limit_mib", V),
+    ("limit_percentage", V),
+    ("spike_limit_percentage", V),
+];
+
+// v0.135.0 processor/batchprocessor/config.go.
+const BATCH: Keys = &[
+    ("timeout", V),
+    ("send_batch_size", V),
+    ("send_batch_max_size", V),
+    ("metadata_keys", V),
+    ("metadata_cardinality_limit", V),
+];
+
+// v0.135.0 exporter/debugexporter/config.go: no sending_queue at v0.135.0.
+const DEBUG: Keys = &[
+    ("verbosity", V),
+    ("sampling_initial", V),
+    ("sampling_thereafter", V),
+    ("use_internal_logger", V),
+];
+
+// v0.135.0 exporter/otlpexporter/config.go: the helper's options and configgrpc's client.
+const OTLP_EXPORTER: Options = &[EXPORTER_HELPER, GRPC_CLIENT];
+
+// v0.135.0 exporter/otlphttpexporter/config.go: confighttp's client, queue, retry, endpoints.
+const OTLP_HTTP_EXPORTER: Options = &[
+    HTTP_CLIENT,
+    &[
+        ("sending_queue", Opt::Map(&[SENDING_QUEUE])),
+        ("retry_on_failure", U),
+        ("traces_endpoint", V),
+        ("metrics_endpoint", V),
+        ("logs_endpoint", V),
+        ("profiles_endpoint", V),
+        ("encoding", V),
+    ],
+];
+
+// contrib processor/resourcedetectionprocessor/config.go and config.schema.yaml (commit
+// 019a9e20906698ebed653f9b1e1a7f4ff17f0ac8): detectors, override, the per-detector settings
+// (one key per detector) and confighttp's client squashed in (so `timeout`). `detectors`,
+// `override` and `timeout` were already there in 2020.
+const RESOURCE_DETECTION: Options = &[
+    HTTP_CLIENT,
+    &[
+        ("detectors", V),
+        ("override", V),
+        ("refresh_interval", V),
+        ("fail_on_missing_metadata", V),
+        ("akamai", U),
+        ("aks", U),
+        ("alibaba_ecs", U),
+        ("azure", U),
+        ("azurecontainerapps", U),
+        ("consul", U),
+        ("digitalocean", U),
+        ("docker", U),
+        ("ec2", U),
+        ("ecs", U),
+        ("eks", U),
+        ("elasticbeanstalk", U),
+        ("env", U),
+        ("gcp", U),
+        ("heroku", U),
+        ("hetzner", U),
+        ("ibmcloud_classic", U),
+        ("ibmcloud_vpc", U),
+        ("k8s_api", U),
+        ("k8snode", U),
+        ("kubeadm", U),
+        ("lambda", U),
+        ("nova", U),
+        ("openshift", U),
+        ("oraclecloud", U),
+        ("scaleway", U),
+        ("system", U),
+        ("tencent_cvm", U),
+        ("upcloud", U),
+        ("vultr", U),
+    ],
+];
+
+// contrib pkg/datadog/config/config.go (commit 06c5f039b61d63d0d1f4aa5a4c279121c7a6f727):
+// confighttp's client squashed in, `sending_queue`, `retry_on_failure`, `hostname`, `api`
+// (`APIConfig`), `metrics`, `traces`, `logs`, `host_metadata`, `only_metadata`.
+const DATADOG_EXPORTER: Options = &[
+    HTTP_CLIENT,
+    &[
+        ("sending_queue", Opt::Map(&[SENDING_QUEUE])),
+        ("retry_on_failure", U),
+        ("hostname", V),
+        (
+            "api",
+            Opt::Map(&[&[("key", V), ("site", V), ("fail_on_invalid_key", V)]]),
+        ),
+        ("metrics", U),
+        ("traces", U),
+        ("logs", U),
+        ("host_metadata", U),
+        ("only_metadata", V),
+    ],
+];
+
+// contrib connector/datadogconnector/config.schema.yaml (commit
+// 1ca0305c83b4aef4193c6322f8b60b2a4a9135b0): pkg/datadog/config's connector config, `traces`.
+const DATADOG_CONNECTOR: Keys = &[("traces", U)];
+
+// contrib internal/aws/awsutil/config.schema.yaml (commit
+// 1ca0305c83b4aef4193c6322f8b60b2a4a9135b0): `AWSSessionSettings`, squashed into the AWS
+// exporters. `region` was already there in 2020 (exporter/awsxrayexporter/config.go, commit
+// 02f72917f18677b0cfdf17de9842ac550bb5642d).
+const AWS_SESSION: Keys = &[
+    ("certificate_file_path", V),
+    ("endpoint", V),
+    ("external_id", V),
+    ("imds_retries", V),
+    ("local_mode", V),
+    ("max_retries", V),
+    ("no_verify_ssl", V),
+    ("num_workers", V),
+    ("profile", V),
+    ("proxy_address", V),
+    ("region", V),
+    ("request_timeout_seconds", V),
+    ("resource_arn", V),
+    ("role_arn", V),
+    ("shared_credentials_file", V),
+];
+
+// contrib exporter/awsxrayexporter/config.schema.yaml (commit
+// 09ea2f421d7b5b9771e9fbb5513c59186e7f33c1); `indexed_attributes` was already in the 2020
+// config.go named above. No sending_queue.
+const AWS_XRAY: Options = &[
+    AWS_SESSION,
+    &[
+        ("aws_log_groups", V),
+        ("index_all_attributes", V),
+        ("indexed_attributes", V),
+        ("telemetry", U),
+    ],
+];
+
+// contrib exporter/awsemfexporter/config.schema.yaml (commit
+// 42479a16de531f421871f970d86155affb20942b), `metric_declaration` and `label_matcher` in its
+// $defs; every key used was already in exporter/awsemfexporter/config.go at commit
+// 00230e9880da767f379168d75754781d3e69e340 (2020). No sending_queue.
+const AWS_EMF: Options = &[
+    AWS_SESSION,
+    &[
+        ("detailed_metrics", V),
+        ("dimension_rollup_option", V),
+        ("eks_fargate_container_insights_enabled", V),
+        ("log_group_name", V),
+        ("log_retention", V),
+        ("log_stream_name", V),
+        (
+            "metric_declarations",
+            Opt::ListOf(&Opt::Map(&[&[
+                ("dimensions", V),
+                ("label_matchers", U),
+                ("metric_name_selectors", V),
+            ]])),
+        ),
+        ("metric_descriptors", U),
+        ("namespace", V),
+        ("output_destination", V),
+        ("parse_json_encoded_attr_values", V),
+        (
+            "resource_to_telemetry_conversion",
+            Opt::Map(&[&[("enabled", V), ("exclude_service_attributes", V)]]),
+        ),
+        ("retain_initial_value_of_delta_metric", V),
+        ("tags", Opt::FreeMap),
+        ("version", V),
+    ],
+];
+
+// contrib exporter/awscloudwatchlogsexporter/config.schema.yaml (commit
+// 150ceabaed7c8d813d63619452a4ae82cc3af002); `log_group_name`, `log_stream_name` and `region`
+// were already in its 2020 config.go (commit 012ba85f8b4ab7565c91f5c383294130e25bbc72).
+const AWS_CLOUDWATCH_LOGS: Options = &[
+    AWS_SESSION,
+    &[
+        ("log_group_name", V),
+        ("log_retention", V),
+        ("log_stream_name", V),
+        ("raw_log", V),
+        ("retry_on_failure", U),
+        ("sending_queue", Opt::Map(&[SENDING_QUEUE])),
+        ("tags", Opt::FreeMap),
+    ],
+];
+
+// contrib exporter/prometheusremotewriteexporter/config.schema.yaml (commit
+// 0b1718bc2ed25de9cba4d1957456be87e7b5a0ed): timeout, retry and confighttp's client squashed in
+// (so `endpoint`, there since its 2021 config.go, commit
+// 000bb0b42cf1abacefcdf086d659e7f73f2bca5e). No sending_queue: `remote_write_queue` instead.
+const PROMETHEUS_REMOTE_WRITE: Options = &[
+    HTTP_CLIENT,
+    &[
+        ("retry_on_failure", U),
+        ("add_metric_suffixes", V),
+        ("disable_scope_info", V),
+        ("external_labels", Opt::FreeMap),
+        ("http", U),
+        ("max_batch_request_parallelism", V),
+        ("max_batch_size_bytes", V),
+        ("namespace", V),
+        ("protobuf_message", V),
+        ("remote_write_queue", U),
+        ("resource_to_telemetry_conversion", U),
+        ("send_metadata", V),
+        ("target_info", U),
+        ("translation_strategy", V),
+        ("wal", U),
+        ("export_created_metric", U),
+    ],
+];
+
+// contrib extension/healthcheckextension/config.go (commit
+// 0ec4f86030b8d841365ec6205c6c4249c7248cef): confighttp's server squashed in, `path`,
+// `response_body`, `check_collector_pipeline`.
+const HEALTH_CHECK: Options = &[
+    HTTP_SERVER,
+    &[
+        ("path", V),
+        ("response_body", U),
+        ("check_collector_pipeline", U),
+    ],
+];
+
+// contrib extension/storage/filestorage/config.go: `directory` (there since 2021, commit
+// 0172c6cdcc2196ca18ce6c8326b14b21a573cbec), `timeout`, `compaction`, `fsync`,
+// `create_directory` (v0.87), `directory_permissions`, `recreate`.
+const FILE_STORAGE: Keys = &[
+    ("directory", V),
+    ("timeout", V),
+    ("compaction", U),
+    ("fsync", V),
+    ("create_directory", V),
+    ("directory_permissions", V),
+    ("recreate", V),
+];
+
+// contrib extension/basicauthextension/config.go (commit
+// 020e3759bd12decb361006c8eac9812d826db7b7): `htpasswd`, `client_auth` with `username` and
+// `password` (there since 2021) and the newer `username_file`, `password_file`,
+// `aws_secrets_manager`.
+const BASIC_AUTH: Keys = &[
+    ("htpasswd", U),
+    (
+        "client_auth",
+        Opt::Map(&[&[
+            ("username", V),
+            ("username_file", V),
+            ("password", V),
+            ("password_file", V),
+            ("aws_secrets_manager", U),
+        ]]),
+    ),
+];
 
 struct ComponentType {
     kind: Kind,
-    /// The type, then the names it is also accepted under (later Collectors renamed some types
-    /// and kept the old name as a deprecated alias).
-    names: &'static [&'static str],
+    /// The type, as otelcol-contrib v0.135 names it. (Later Collectors renamed some types, e.g.
+    /// `otlphttp` to `otlp_http`, keeping the old name as an alias: the configs use the names
+    /// v0.135 knows.)
+    name: &'static str,
     signals: &'static [&'static str],
+    options: Options,
+}
+
+impl ComponentType {
     /// Has exporterhelper's `sending_queue` (and so `sending_queue.storage`) in its config.
-    sending_queue: bool,
+    fn has_sending_queue(&self) -> bool {
+        self.options
+            .iter()
+            .flat_map(|keys| keys.iter())
+            .any(|(key, _)| *key == "sending_queue")
+    }
 }
 
 const fn component(
     kind: Kind,
-    names: &'static [&'static str],
+    name: &'static str,
     signals: &'static [&'static str],
-    sending_queue: bool,
+    options: Options,
 ) -> ComponentType {
     ComponentType {
         kind,
-        names,
+        name,
         signals,
-        sending_queue,
+        options,
     }
 }
 
 const COMPONENT_TYPES: &[ComponentType] = &[
     // opentelemetry-collector receiver/otlpreceiver: traces, metrics, logs (stable).
-    component(Kind::Receiver, &["otlp"], SIGNALS, false),
+    component(Kind::Receiver, "otlp", SIGNALS, &[OTLP_RECEIVER]),
     // opentelemetry-collector processor/memorylimiterprocessor: traces, metrics, logs (beta).
-    component(Kind::Processor, &["memory_limiter"], SIGNALS, false),
-    // opentelemetry-collector processor/batchprocessor: traces, metrics, logs (beta).
-    component(Kind::Processor, &["batch"], SIGNALS, false),
-    // contrib processor/resourcedetectionprocessor: traces, metrics, logs (beta); renamed
-    // resource_detection later, resourcedetection staying as an alias.
     component(
         Kind::Processor,
-        &["resourcedetection", "resource_detection"],
+        "memory_limiter",
         SIGNALS,
-        false,
+        &[MEMORY_LIMITER],
     ),
-    // opentelemetry-collector exporter/debugexporter: traces, metrics, logs; sending_queue in its
-    // config.schema.yaml.
-    component(Kind::Exporter, &["debug"], SIGNALS, true),
-    // opentelemetry-collector exporter/otlpexporter: traces, metrics, logs (stable); renamed
-    // otlp_grpc later, otlp staying as an alias.
-    component(Kind::Exporter, &["otlp", "otlp_grpc"], SIGNALS, true),
-    // opentelemetry-collector exporter/otlphttpexporter: traces, metrics, logs (stable); renamed
-    // otlp_http later (metadata.yaml: deprecated_type otlphttp).
-    component(Kind::Exporter, &["otlphttp", "otlp_http"], SIGNALS, true),
-    // contrib exporter/datadogexporter: traces, metrics (beta), logs; pkg/datadog/config:
-    // `QueueSettings exporterhelper.QueueBatchConfig mapstructure:"sending_queue"`.
-    component(Kind::Exporter, &["datadog"], SIGNALS, true),
-    // contrib exporter/awsxrayexporter: traces (beta); no sending_queue in its config.
-    component(Kind::Exporter, &["awsxray"], &[TRACES], false),
-    // contrib exporter/awsemfexporter: metrics (beta); no sending_queue in its config.
-    component(Kind::Exporter, &["awsemf"], &[METRICS], false),
-    // contrib exporter/awscloudwatchlogsexporter: logs (beta); sending_queue (exporterhelper).
-    component(Kind::Exporter, &["awscloudwatchlogs"], &[LOGS], true),
-    // contrib exporter/prometheusremotewriteexporter: metrics (beta); README: "doesn't support
-    // sending_queue but provides remote_write_queue".
+    // opentelemetry-collector processor/batchprocessor: traces, metrics, logs (beta).
+    component(Kind::Processor, "batch", SIGNALS, &[BATCH]),
+    // contrib processor/resourcedetectionprocessor: traces, metrics, logs (beta).
+    component(
+        Kind::Processor,
+        "resourcedetection",
+        SIGNALS,
+        RESOURCE_DETECTION,
+    ),
+    // opentelemetry-collector exporter/debugexporter: traces, metrics, logs (development).
+    component(Kind::Exporter, "debug", SIGNALS, &[DEBUG]),
+    // opentelemetry-collector exporter/otlpexporter: traces, metrics, logs (stable).
+    component(Kind::Exporter, "otlp", SIGNALS, OTLP_EXPORTER),
+    // opentelemetry-collector exporter/otlphttpexporter: traces, metrics, logs (stable).
+    component(Kind::Exporter, "otlphttp", SIGNALS, OTLP_HTTP_EXPORTER),
+    // contrib exporter/datadogexporter: traces, metrics (beta), logs.
+    component(Kind::Exporter, "datadog", SIGNALS, DATADOG_EXPORTER),
+    // contrib exporter/awsxrayexporter: traces (beta).
+    component(Kind::Exporter, "awsxray", &[TRACES], AWS_XRAY),
+    // contrib exporter/awsemfexporter: metrics (beta).
+    component(Kind::Exporter, "awsemf", &[METRICS], AWS_EMF),
+    // contrib exporter/awscloudwatchlogsexporter: logs (beta).
     component(
         Kind::Exporter,
-        &["prometheusremotewrite"],
-        &[METRICS],
-        false,
+        "awscloudwatchlogs",
+        &[LOGS],
+        AWS_CLOUDWATCH_LOGS,
     ),
+    // contrib exporter/prometheusremotewriteexporter: metrics (beta).
+    component(
+        Kind::Exporter,
+        "prometheusremotewrite",
+        &[METRICS],
+        PROMETHEUS_REMOTE_WRITE,
+    ),
+    // contrib connector/datadogconnector: its signals are routes, below.
+    component(Kind::Connector, "datadog", &[], &[DATADOG_CONNECTOR]),
     // contrib extension/healthcheckextension, extension/storage/filestorage,
     // extension/basicauthextension: extensions have no signal.
-    component(Kind::Extension, &["health_check"], &[], false),
-    component(Kind::Extension, &["file_storage"], &[], false),
-    component(Kind::Extension, &["basicauth"], &[], false),
+    component(Kind::Extension, "health_check", &[], HEALTH_CHECK),
+    component(Kind::Extension, "file_storage", &[], &[FILE_STORAGE]),
+    component(Kind::Extension, "basicauth", &[], &[BASIC_AUTH]),
 ];
 
 struct ConnectorType {
-    names: &'static [&'static str],
+    name: &'static str,
     /// (signal of the pipeline it exports from, signal of the pipeline it receives into).
     routes: &'static [(&'static str, &'static str)],
 }
@@ -135,7 +627,7 @@ struct ConnectorType {
 const CONNECTOR_TYPES: &[ConnectorType] = &[
     // contrib connector/datadogconnector: traces -> metrics and traces -> traces (beta).
     ConnectorType {
-        names: &["datadog"],
+        name: "datadog",
         routes: &[(TRACES, METRICS), (TRACES, TRACES)],
     },
 ];
@@ -149,12 +641,12 @@ fn component_type(kind: Kind, id: &str) -> Option<&'static ComponentType> {
     let ty = type_of(id);
     COMPONENT_TYPES
         .iter()
-        .find(|c| c.kind == kind && c.names.contains(&ty))
+        .find(|c| c.kind == kind && c.name == ty)
 }
 
 fn connector_type(id: &str) -> Option<&'static ConnectorType> {
     let ty = type_of(id);
-    CONNECTOR_TYPES.iter().find(|c| c.names.contains(&ty))
+    CONNECTOR_TYPES.iter().find(|c| c.name == ty)
 }
 
 /// The Collector's id syntax: a type of letters, digits and `_` starting with a letter, then
@@ -717,6 +1209,93 @@ fn unsupported_signals(config: &Value) -> Vec<String> {
     problems
 }
 
+/// The keys a configuration may have at its top level, in `service` and in a pipeline
+/// (opentelemetry-collector v0.135.0 otelcol/config.go, service/config.go,
+/// service/pipelines/config.go).
+const TOP_LEVEL: Keys = &[
+    ("receivers", U),
+    ("processors", U),
+    ("exporters", U),
+    ("connectors", U),
+    ("extensions", U),
+    (
+        "service",
+        Opt::Map(&[&[("extensions", V), ("pipelines", U), ("telemetry", U)]]),
+    ),
+];
+const PIPELINE: Keys = &[("receivers", V), ("processors", V), ("exporters", V)];
+
+/// The problems of `value` against what `opt` allows, at `path`.
+fn option_problems(value: &Value, opt: Opt, path: &str, problems: &mut Vec<String>) {
+    match (opt, value) {
+        (Opt::Unchecked, _) | (_, Value::Null) => {}
+        (Opt::Value, Value::Mapping(_)) => {
+            problems.push(format!("{path}: a map, where the option takes a value"));
+        }
+        (Opt::Value, _) => {}
+        (Opt::FreeMap, Value::Mapping(_)) => {}
+        (Opt::FreeMap, _) => problems.push(format!("{path}: not a map")),
+        (Opt::ListOf(item), Value::Sequence(items)) => {
+            for (i, value) in items.iter().enumerate() {
+                option_problems(value, *item, &format!("{path}.{i}"), problems);
+            }
+        }
+        (Opt::ListOf(_), _) => problems.push(format!("{path}: not a list")),
+        (Opt::Map(groups), Value::Mapping(map)) => {
+            let keys = || groups.iter().flat_map(|keys| keys.iter());
+            for (key, value) in map {
+                let key = key_string(key);
+                match keys().find(|(known, _)| *known == key) {
+                    Some((_, opt)) => {
+                        option_problems(value, *opt, &format!("{path}.{key}"), problems)
+                    }
+                    None => {
+                        let mut known: Vec<&str> = keys().map(|(known, _)| *known).collect();
+                        known.sort_unstable();
+                        problems.push(format!(
+                            "{path}.{key}: unknown option (the Collector refuses it); known here: {}",
+                            known.join(", ")
+                        ));
+                    }
+                }
+            }
+        }
+        (Opt::Map(_), _) => problems.push(format!("{path}: not a map")),
+    }
+}
+
+/// Every option of every component is one its config struct has (the Collector refuses a
+/// config with an unknown key), down to the nested maps the tables above describe; and the
+/// top level, `service` and every pipeline have only the keys the Collector knows.
+fn unknown_options(config: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    option_problems(config, Opt::Map(&[TOP_LEVEL]), "", &mut problems);
+    for (id, pipeline) in entries(get(config, &["service", "pipelines"])) {
+        let at = format!("service.pipelines.{id}");
+        option_problems(pipeline, Opt::Map(&[PIPELINE]), &at, &mut problems);
+    }
+    for kind in Kind::ALL {
+        let section = kind.section();
+        for (id, settings) in entries(get(config, &[section])) {
+            let at = format!("{section}.{id}");
+            match component_type(kind, &id) {
+                Some(ty) => option_problems(settings, Opt::Map(ty.options), &at, &mut problems),
+                None => problems.push(format!(
+                    "{at}: {} type `{}` is not in this test's table: add it with the options \
+                     of its config struct",
+                    kind.name(),
+                    type_of(&id)
+                )),
+            }
+        }
+    }
+    // The top-level path starts with a dot: drop it.
+    problems
+        .into_iter()
+        .map(|p| p.strip_prefix('.').map(str::to_owned).unwrap_or(p))
+        .collect()
+}
+
 /// memory_limiter is the first processor of every pipeline (it refuses data before anything else
 /// holds it) and batch the last.
 fn misplaced_processors(config: &Value) -> Vec<String> {
@@ -896,25 +1475,34 @@ fn literal_secrets(text: &str, value: &Value) -> Vec<String> {
     problems
 }
 
-/// Whether a listen address binds every interface: 0.0.0.0, ::, [::] or no host at all (`:4317`).
-fn binds_every_interface(address: &str) -> bool {
+/// The host of a listen address (`host:port`, `[v6]:port`, or a URL): empty for `:4317`.
+fn listen_host(address: &str) -> &str {
     let address = address
         .split_once("://")
         .map_or(address, |(_, rest)| rest)
         .split('/')
         .next()
         .unwrap_or_default();
-    let host = match address.strip_prefix('[') {
+    match address.strip_prefix('[') {
         Some(rest) => rest.split_once(']').map_or(rest, |(host, _)| host),
         None => address.rsplit_once(':').map_or(address, |(host, _)| host),
-    };
+    }
+}
+
+/// Whether a listen address binds every interface: 0.0.0.0, ::, [::] or no host at all (`:4317`).
+fn binds_every_interface(address: &str) -> bool {
+    let host = listen_host(address);
     host.is_empty() || host.chars().all(|c| c == '0' || c == '.' || c == ':')
 }
 
-/// Receivers and extensions (the components that listen) do not bind every interface unless told
-/// to: a literal endpoint, or the default of its `${env:X:-default}`, names a host, and an endpoint
-/// from the environment has a default.
-fn wildcard_listeners(config: &Value) -> Vec<String> {
+/// The hosts a listener may name by default: the README promises "OTLP receivers on
+/// `localhost`".
+const LOCAL_HOSTS: &[&str] = &["localhost", "127.0.0.1"];
+
+/// Receivers and extensions (the components that listen) listen on localhost only unless told
+/// otherwise: a literal endpoint, or the default of its `${env:X:-default}`, names `localhost`
+/// or `127.0.0.1`, and an endpoint from the environment has a default.
+fn non_local_listeners(config: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     for section in ["receivers", "extensions"] {
         for (id, settings) in entries(get(config, &[section])) {
@@ -933,6 +1521,11 @@ fn wildcard_listeners(config: &Value) -> Vec<String> {
                     Ok(address) if binds_every_interface(&address) => problems.push(format!(
                         "{at}: listens on `{address}`, every interface, by default"
                     )),
+                    Ok(address) if !LOCAL_HOSTS.contains(&listen_host(&address)) => {
+                        problems.push(format!(
+                            "{at}: listens on `{address}`, not localhost, by default"
+                        ));
+                    }
                     Ok(_) => {}
                 }
             });
@@ -969,7 +1562,7 @@ fn queue_problems(file: &Value, overlay: bool) -> Vec<String> {
             continue;
         };
         let queue = settings.get("sending_queue");
-        if !ty.sending_queue {
+        if !ty.has_sending_queue() {
             if queue.is_some() {
                 problems.push(format!(
                     "exporters.{id}: `{}` has no sending_queue option",
@@ -1061,8 +1654,30 @@ fn every_extension_a_component_relies_on_is_enabled() {
 }
 
 #[test]
-fn receivers_do_not_listen_on_every_interface_by_default() {
-    assert_every_configuration(wildcard_listeners);
+fn receivers_and_extensions_listen_only_on_localhost_by_default() {
+    assert_every_configuration(non_local_listeners);
+}
+
+#[test]
+fn the_otlp_receivers_listen_on_localhost_4317_and_4318_by_default() {
+    // What the README promises ("OTLP receivers on `localhost`", the service's default
+    // `http://localhost:4318`), in the base and in every overlay's merge.
+    for (label, config) in configurations(&collector_files()) {
+        for (protocol, expected) in [("grpc", "localhost:4317"), ("http", "localhost:4318")] {
+            let endpoint = get(
+                &config,
+                &["receivers", "otlp", "protocols", protocol, "endpoint"],
+            )
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("{label}: no otlp {protocol} endpoint"));
+            assert_eq!(with_defaults(endpoint).as_deref(), Ok(expected), "{label}");
+        }
+    }
+}
+
+#[test]
+fn every_component_option_is_one_its_config_struct_has() {
+    assert_every_configuration(unknown_options);
 }
 
 #[test]
@@ -1388,8 +2003,14 @@ fn checker_reports_literal_secrets() {
 }
 
 #[test]
-fn checker_reports_receivers_listening_on_every_interface() {
+fn checker_reports_receivers_listening_beyond_localhost() {
     let cases = [
+        ("10.0.0.5:4317", "not localhost"),
+        (
+            "${env:OTLP_GRPC_ENDPOINT:-collector.internal:4317}",
+            "not localhost",
+        ),
+        ("http://192.168.1.2:4318/", "not localhost"),
         ("0.0.0.0:4317", "every interface"),
         ("${env:OTLP_GRPC_ENDPOINT:-0.0.0.0:4317}", "every interface"),
         ("[::]:4317", "every interface"),
@@ -1401,17 +2022,222 @@ fn checker_reports_receivers_listening_on_every_interface() {
         let broken = minimal_with(&format!(
             "receivers: {{otlp: {{protocols: {{grpc: {{endpoint: '{endpoint}'}}}}}}}}"
         ));
-        assert_reports(wildcard_listeners, &broken, expected);
+        assert_reports(non_local_listeners, &broken, expected);
     }
     let broken = minimal_with("extensions: {health_check: {endpoint: '0.0.0.0:13133'}}");
     assert_reports(
-        wildcard_listeners,
+        non_local_listeners,
         &broken,
         "extensions.health_check.endpoint",
     );
     // Where an exporter sends is not a listen address.
     let fine = minimal_with("exporters: {otlp: {endpoint: '0.0.0.0:4317'}}");
-    assert_eq!(wildcard_listeners(&fine), Vec::<String>::new());
+    assert_eq!(non_local_listeners(&fine), Vec::<String>::new());
+    for local in [
+        "127.0.0.1:4317",
+        "${env:OTLP_GRPC_ENDPOINT:-localhost:4317}",
+    ] {
+        let fine = minimal_with(&format!(
+            "receivers: {{otlp: {{protocols: {{grpc: {{endpoint: '{local}'}}}}}}}}"
+        ));
+        assert_eq!(non_local_listeners(&fine), Vec::<String>::new(), "{local}");
+    }
+}
+
+#[test]
+fn checker_reports_misspelt_and_misplaced_options() {
+    let cases = [
+        // A misspelt option of a core component, at its top level and nested.
+        (
+            "processors: {batch: {timout: 1s}}",
+            "processors.batch.timout: unknown option",
+        ),
+        (
+            "receivers: {otlp: {protocols: {grpc: {endpont: 'localhost:4317'}}}}",
+            "receivers.otlp.protocols.grpc.endpont: unknown option",
+        ),
+        (
+            "receivers: {otlp: {protocols: {grcp: {endpoint: 'localhost:4317'}}}}",
+            "receivers.otlp.protocols.grcp: unknown option",
+        ),
+        (
+            "exporters: {otlp/x: {endpoint: 'x:4317', tls: {insecur: true}}}",
+            "exporters.otlp/x.tls.insecur: unknown option",
+        ),
+        (
+            "exporters: {otlphttp/x: {endpoint: 'https://x', sending_queue: {storag: file_storage}}}",
+            "exporters.otlphttp/x.sending_queue.storag: unknown option",
+        ),
+        // A contrib component's option, nested and in a list item.
+        (
+            "exporters: {datadog: {api: {key: '${env:K}', sit: datadoghq.eu}}}",
+            "exporters.datadog.api.sit: unknown option",
+        ),
+        (
+            "exporters: {awsemf: {metric_declarations: [{dimensions: [[a]], metric_name_selector: [x]}]}}",
+            "exporters.awsemf.metric_declarations.0.metric_name_selector: unknown option",
+        ),
+        (
+            "extensions: {file_storage: {create_directories: true}}",
+            "extensions.file_storage.create_directories: unknown option",
+        ),
+        // An option of another component (debug has no sending_queue at v0.135.0).
+        (
+            "exporters: {debug: {sending_queue: {enabled: true}}}",
+            "exporters.debug.sending_queue: unknown option",
+        ),
+        // The top level, service and a pipeline.
+        ("exporter: {debug: {}}", "exporter: unknown option"),
+        (
+            "service: {extension: [file_storage]}",
+            "service.extension: unknown option",
+        ),
+        (
+            "service: {pipelines: {traces: {exporter: [debug]}}}",
+            "service.pipelines.traces.exporter: unknown option",
+        ),
+        // A map where a value goes, something else where a map goes.
+        (
+            "processors: {batch: {timeout: {s: 1}}}",
+            "processors.batch.timeout: a map",
+        ),
+        (
+            "exporters: {datadog: {api: datadoghq.com}}",
+            "exporters.datadog.api: not a map",
+        ),
+        // A type the table does not know.
+        (
+            "extensions: {pprof: {}}",
+            "extension type `pprof` is not in this test's table",
+        ),
+    ];
+    for (overlay, expected) in cases {
+        assert_reports(unknown_options, &minimal_with(overlay), expected);
+    }
+}
+
+/// A path of keys and list indices into a config.
+#[derive(Clone, Debug)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// The paths of every key `opt` checks below `value` (not those of free maps or unchecked
+/// structs, whose keys the test does not know).
+fn checked_keys(value: &Value, opt: Opt, path: &mut Vec<Step>, found: &mut Vec<Vec<Step>>) {
+    match (opt, value) {
+        (Opt::Map(groups), Value::Mapping(map)) => {
+            for (key, value) in map {
+                let key = key_string(key);
+                let Some((_, opt)) = groups
+                    .iter()
+                    .flat_map(|keys| keys.iter())
+                    .find(|(known, _)| *known == key)
+                else {
+                    continue;
+                };
+                path.push(Step::Key(key));
+                found.push(path.clone());
+                checked_keys(value, *opt, path, found);
+                path.pop();
+            }
+        }
+        (Opt::ListOf(item), Value::Sequence(items)) => {
+            for (i, value) in items.iter().enumerate() {
+                path.push(Step::Index(i));
+                checked_keys(value, *item, path, found);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `config` with the last key of `path` renamed to `renamed`.
+fn with_key_renamed(config: &Value, path: &[Step], renamed: &str) -> Value {
+    let mut config = config.clone();
+    let (last, parents) = path.split_last().expect("a path");
+    let mut node = &mut config;
+    for step in parents {
+        node = match step {
+            Step::Key(key) => node.get_mut(key.as_str()).expect("the path's key"),
+            Step::Index(i) => node.get_mut(*i).expect("the path's index"),
+        };
+    }
+    let Step::Key(key) = last else {
+        panic!("a path ends with a key")
+    };
+    let map = node.as_mapping_mut().expect("a map");
+    let value = map.remove(key.as_str()).expect("the key");
+    map.insert(Value::from(renamed), value);
+    config
+}
+
+/// The paths of every map key below `value`, list items included.
+fn all_keys(value: &Value, path: &mut Vec<Step>, found: &mut Vec<Vec<Step>>) {
+    match value {
+        Value::Mapping(map) => {
+            for (key, value) in map {
+                path.push(Step::Key(key_string(key)));
+                found.push(path.clone());
+                all_keys(value, path, found);
+                path.pop();
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, value) in items.iter().enumerate() {
+                path.push(Step::Index(i));
+                all_keys(value, path, found);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn checker_reports_a_misspelling_of_any_option_the_shipped_files_use() {
+    // Every component option written in the shipped files, at any depth, is one the tables
+    // check (none sits under a free or unchecked map), and a misspelling of it is refused: each
+    // is misspelt in turn, in a copy of each configuration.
+    let mut misspelt = 0;
+    for (label, config) in configurations(&collector_files()) {
+        for kind in Kind::ALL {
+            for (id, settings) in entries(get(&config, &[kind.section()])) {
+                let ty = component_type(kind, &id).expect("a known type");
+                let mut keys = Vec::new();
+                checked_keys(settings, Opt::Map(ty.options), &mut Vec::new(), &mut keys);
+                let mut every_key = Vec::new();
+                all_keys(settings, &mut Vec::new(), &mut every_key);
+                assert_eq!(
+                    format!("{keys:?}"),
+                    format!("{every_key:?}"),
+                    "{label}: {id} has options this test does not check: describe them in \
+                     its table"
+                );
+                for key_path in keys {
+                    let mut path =
+                        vec![Step::Key(kind.section().to_owned()), Step::Key(id.clone())];
+                    path.extend(key_path);
+                    let Some(Step::Key(key)) = path.last() else {
+                        unreachable!("a key path ends with a key")
+                    };
+                    let typo = format!("{key}s");
+                    let broken = with_key_renamed(&config, &path, &typo);
+                    let problems = unknown_options(&broken);
+                    assert!(
+                        problems
+                            .iter()
+                            .any(|p| p.contains(&format!(".{typo}: unknown option"))),
+                        "{label}: misspelling {path:?} as {typo:?} went unnoticed: {problems:?}"
+                    );
+                    misspelt += 1;
+                }
+            }
+        }
+    }
+    assert!(misspelt > 0, "no option misspelt");
 }
 
 #[test]
