@@ -4,9 +4,31 @@
 
 mod support;
 
-use std::time::Duration;
+use std::{
+    io::Read,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use axum::http::StatusCode;
+use axum::{
+    body::Bytes,
+    http::{HeaderMap, StatusCode},
+    routing::post,
+};
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::{
+        ExportLogsServiceRequest, ExportLogsServiceResponse,
+        logs_service_server::{LogsService, LogsServiceServer},
+    },
+    metrics::v1::{
+        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+        metrics_service_server::{MetricsService, MetricsServiceServer},
+    },
+    trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_server::{TraceService, TraceServiceServer},
+    },
+};
 use support::{
     ExampleService, OtlpReceiver, ReceiverOptions, ServerTls, TestPki, Throttle, client::get,
     example::Exit,
@@ -497,4 +519,177 @@ async fn rust_log_naming_the_sdk_shows_its_own_export_errors_again() {
     )
     .await;
     assert!(service.stop().status.success());
+}
+
+/// The signal, the HTTP headers (or gRPC metadata) and, over HTTP, whether a `gzip` body really
+/// is gzip, of each export a [`HeaderRecorder`] received.
+type Recorded = Arc<Mutex<Vec<(&'static str, HeaderMap, Option<bool>)>>>;
+
+/// An OTLP endpoint over HTTP and gRPC that records the headers of every export of every
+/// signal and answers each with a full success. (The support receiver records those of trace
+/// exports only.)
+struct HeaderRecorder {
+    recorded: Recorded,
+    http: String,
+    grpc: String,
+    tasks: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl HeaderRecorder {
+    async fn start() -> Self {
+        let recorded = Recorded::default();
+        let record_http = |signal: &'static str| {
+            let recorded = recorded.clone();
+            post(move |headers: HeaderMap, body: Bytes| async move {
+                let gzip = (headers
+                    .get("content-encoding")
+                    .map(|value| value.as_bytes())
+                    == Some(b"gzip"))
+                .then(|| {
+                    let mut plain = Vec::new();
+                    flate2::read::GzDecoder::new(&body[..])
+                        .read_to_end(&mut plain)
+                        .is_ok()
+                });
+                recorded.lock().unwrap().push((signal, headers, gzip));
+                ([("content-type", "application/x-protobuf")], Bytes::new())
+            })
+        };
+        let app = axum::Router::new()
+            .route("/v1/traces", record_http("traces"))
+            .route("/v1/metrics", record_http("metrics"))
+            .route("/v1/logs", record_http("logs"));
+        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = format!("http://{}", http_listener.local_addr().unwrap());
+        let http_task = tokio::spawn(async move {
+            axum::serve(http_listener, app).await.unwrap();
+        });
+        let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc = format!("http://{}", grpc_listener.local_addr().unwrap());
+        let sink = GrpcRecorder(recorded.clone());
+        let grpc_server = tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(sink.clone()).accept_compressed(GZIP))
+            .add_service(MetricsServiceServer::new(sink.clone()).accept_compressed(GZIP))
+            .add_service(LogsServiceServer::new(sink).accept_compressed(GZIP))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc_listener));
+        let grpc_task = tokio::spawn(async move {
+            grpc_server.await.unwrap();
+        });
+        Self {
+            recorded,
+            http,
+            grpc,
+            tasks: [http_task, grpc_task],
+        }
+    }
+
+    fn endpoint(&self, protocol: &str) -> &str {
+        match protocol {
+            "grpc" => &self.grpc,
+            _ => &self.http,
+        }
+    }
+
+    fn signals(&self) -> Vec<&'static str> {
+        let mut signals: Vec<_> = self.recorded.lock().unwrap().iter().map(|r| r.0).collect();
+        signals.sort_unstable();
+        signals.dedup();
+        signals
+    }
+}
+
+impl Drop for HeaderRecorder {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+const GZIP: tonic::codec::CompressionEncoding = tonic::codec::CompressionEncoding::Gzip;
+
+#[derive(Clone)]
+struct GrpcRecorder(Recorded);
+
+impl GrpcRecorder {
+    fn record(&self, signal: &'static str, metadata: &tonic::metadata::MetadataMap) {
+        let headers = metadata.clone().into_headers();
+        self.0.lock().unwrap().push((signal, headers, None));
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for GrpcRecorder {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.record("traces", request.metadata());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for GrpcRecorder {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.record("metrics", request.metadata());
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for GrpcRecorder {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.record("logs", request.metadata());
+        Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_and_gzip_go_with_every_export_of_every_signal_over_both_protocols() {
+    for protocol in PROTOCOLS {
+        let recorder = HeaderRecorder::start().await;
+        let service = ExampleService::start(&[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", recorder.endpoint(protocol)),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "x-tenant=blue%20team,authorization=Bearer%20t0k%3Den",
+            ),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ]);
+        // `/users/abc` logs a warning: a log record beside the span and the metrics.
+        let (status, _, _) = get(&service.url("/users/abc"), &[]).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        support::wait_for(
+            &format!("{protocol}: an export of every signal"),
+            Duration::from_secs(10),
+            || (recorder.signals() == ["logs", "metrics", "traces"]).then_some(()),
+        )
+        .await;
+        assert!(service.stop().status.success(), "{protocol}");
+        let encoding = match protocol {
+            "grpc" => "grpc-encoding",
+            _ => "content-encoding",
+        };
+        for (signal, headers, gzip) in recorder.recorded.lock().unwrap().iter() {
+            let header = |name| headers.get(name).and_then(|value| value.to_str().ok());
+            assert_eq!(header("x-tenant"), Some("blue team"), "{protocol} {signal}");
+            assert_eq!(
+                header("authorization"),
+                Some("Bearer t0k=en"),
+                "{protocol} {signal}"
+            );
+            assert_eq!(header(encoding), Some("gzip"), "{protocol} {signal}");
+            if protocol != "grpc" {
+                assert_eq!(*gzip, Some(true), "{protocol} {signal}: a gzip body");
+            }
+        }
+    }
 }
