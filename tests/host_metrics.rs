@@ -1,16 +1,22 @@
 //! Host and process metrics through the real OTLP/HTTP exporter to an in-process receiver: every
-//! instrument with its name, unit, kind and attributes, the values against the kernel's own
-//! numbers read here, utilization that follows the CPU actually burnt, and group selection.
+//! instrument with its name, unit, kind and attributes; each value between the kernel's own
+//! readings taken just before and just after the group reads it, within the collection; the
+//! files each group reads, once per collection on the reader's thread; nothing read on the
+//! request path; and group selection.
 //!
-//! Linux only: the reference numbers come from `/proc`.
+//! Linux only: the reference numbers come from `/proc` and `statvfs`, read by `kernel.rs`.
 #![cfg(target_os = "linux")]
 
 mod support;
 
+#[path = "host_metrics/kernel.rs"]
+mod kernel;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
-    process::Command,
+    net::{TcpListener, TcpStream},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -23,7 +29,7 @@ use opentelemetry_proto::tonic::{
     },
 };
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use otel_monitor::{HostMetricGroup, register_host_metrics};
+use otel_monitor::{HostMetricGroup, MonitorLayer, register_host_metrics};
 use support::OtlpReceiver;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -360,36 +366,190 @@ fn attribute<'a>(attributes: &'a [ProtoKeyValue], key: &str) -> Option<&'a str> 
     support::attr_str(attributes, key)
 }
 
-fn assert_near(what: &str, reported: f64, kernel: f64, tolerance: f64) {
-    assert!(
-        (reported - kernel).abs() <= tolerance,
-        "{what}: reported {reported}, the kernel says {kernel} (tolerance {tolerance})"
-    );
+/// What a probe read from the kernel, and when and where.
+struct Reading<R> {
+    /// In the probe before the host metrics, taken after reading the kernel; in the probe after
+    /// them, before: the host metrics' own reading and clock lie between the two probes'.
+    at: Instant,
+    /// The thread the probe ran on: the one that collects.
+    thread: Option<String>,
+    kernel: R,
 }
 
-/// A field of `/proc/self/status`, such as `VmRSS` (in kB) or `Threads`.
-fn status_field(key: &str) -> f64 {
-    let status = fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/self/status"))
+/// Two probes around the host metrics' callbacks, and what they read in the last collection.
+struct Probes<R> {
+    before: Arc<Mutex<Option<Reading<R>>>>,
+    after: Arc<Mutex<Option<Reading<R>>>>,
 }
 
-/// A field of `/proc/meminfo`, in bytes.
-fn meminfo_bytes(key: &str) -> f64 {
-    let meminfo = fs::read_to_string("/proc/meminfo").unwrap();
-    let kib: f64 = meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
-        .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in /proc/meminfo"));
-    kib * 1024.0
+/// One collection and the kernel's readings just before and just after the host metrics read
+/// theirs.
+struct Bracketed<R> {
+    collection: Collection,
+    before: Reading<R>,
+    after: Reading<R>,
 }
 
-fn open_descriptors() -> usize {
-    fs::read_dir("/proc/self/fd").unwrap().count()
+impl Pipeline {
+    /// Registers `groups` between two probes that read the kernel's numbers with `read`.
+    ///
+    /// The SDK calls the callbacks of a collection one after the other on the reader's thread,
+    /// in the order they were registered (`Pipeline::produce` in opentelemetry_sdk), so the probe
+    /// registered before the groups reads just before they read, and the probe registered after
+    /// them just after. A counter then lies between the two readings; a value that moves both
+    /// ways lies between them unless it went and came back within the collection (the tests then
+    /// collect again: a wrong formula fails every collection).
+    fn register_between<R: Send + 'static>(
+        &self,
+        groups: &[HostMetricGroup],
+        read: impl Fn() -> R + Send + Sync + 'static,
+    ) -> Probes<R> {
+        let meter = self.provider.meter("otel-monitor");
+        let read = Arc::new(read);
+        let probes = Probes {
+            before: Arc::new(Mutex::new(None)),
+            after: Arc::new(Mutex::new(None)),
+        };
+        let (slot, read_before) = (Arc::clone(&probes.before), Arc::clone(&read));
+        meter
+            .u64_observable_gauge("test.probe.before")
+            .with_callback(move |_| {
+                let kernel = read_before();
+                let at = Instant::now();
+                let thread = thread_name();
+                *slot.lock().unwrap() = Some(Reading { at, thread, kernel });
+            })
+            .build();
+        register_host_metrics(&meter, groups);
+        let slot = Arc::clone(&probes.after);
+        meter
+            .u64_observable_gauge("test.probe.after")
+            .with_callback(move |_| {
+                let at = Instant::now();
+                let kernel = read();
+                let thread = thread_name();
+                *slot.lock().unwrap() = Some(Reading { at, thread, kernel });
+            })
+            .build();
+        probes
+    }
+
+    /// Collects once, with the probes' readings around the host metrics'.
+    async fn collect_between<R>(&self, probes: &Probes<R>) -> Bracketed<R> {
+        probes.before.lock().unwrap().take();
+        probes.after.lock().unwrap().take();
+        let collection = self.collect().await;
+        let before = probes.before.lock().unwrap().take();
+        let after = probes.after.lock().unwrap().take();
+        let (before, after) = before
+            .zip(after)
+            .expect("the probes did not run in the collection");
+        assert!(before.at <= after.at, "the probes ran out of order");
+        assert_eq!(before.thread, after.thread, "the probes ran on two threads");
+        Bracketed {
+            collection,
+            before,
+            after,
+        }
+    }
+
+    /// Two collections; the utilization of the second is over the window between them.
+    ///
+    /// Utilization is computed over windows of 100 ms at least, and a collection sooner than
+    /// that after the window's start leaves the start where it was. Here the first collection
+    /// comes after 150 ms of CPU have been burnt, so at least that long after any earlier one,
+    /// and its reading starts a window, which ends with the second, after 300 ms more.
+    async fn utilization_window<R>(&self, probes: &Probes<R>) -> (Bracketed<R>, Bracketed<R>) {
+        burn_cpu(Duration::from_millis(150)).await;
+        let first = self.collect_between(probes).await;
+        burn_cpu(Duration::from_millis(300)).await;
+        let second = self.collect_between(probes).await;
+        (first, second)
+    }
+
+    /// Collects until `check` accepts a collection with the kernel's readings around it.
+    async fn collect_until_between<R>(
+        &self,
+        probes: &Probes<R>,
+        what: &str,
+        check: impl Fn(&Bracketed<R>) -> Result<(), String>,
+    ) -> Bracketed<R> {
+        let check = &check;
+        support::wait_until(what, DEADLINE, || async move {
+            let bracketed = self.collect_between(probes).await;
+            check(&bracketed).map(|()| bracketed)
+        })
+        .await
+    }
+}
+
+fn thread_name() -> Option<String> {
+    std::thread::current().name().map(str::to_owned)
+}
+
+/// The failed checks of one collection.
+#[derive(Default)]
+struct Checks(Vec<String>);
+
+impl Checks {
+    /// `value` lies between the kernel's readings `before` and `after` (in whichever order: a
+    /// gauge moves both ways), give or take `rounding`, which is only ever float rounding or a
+    /// step back of the kernel's own counter, never a difference of formula.
+    fn between(&mut self, what: &str, value: f64, before: f64, after: f64, rounding: f64) {
+        let (low, high) = (before.min(after), before.max(after));
+        if !(low - rounding <= value && value <= high + rounding) {
+            self.0.push(format!(
+                "{what} = {value}, but the kernel read {before} just before and {after} just \
+                 after (rounding {rounding})"
+            ));
+        }
+    }
+
+    fn equal(&mut self, what: &str, value: f64, kernel: f64) {
+        if value != kernel {
+            self.0
+                .push(format!("{what} = {value}, but the kernel reads {kernel}"));
+        }
+    }
+
+    fn that(&mut self, holds: bool, failure: impl FnOnce() -> String) {
+        if !holds {
+            self.0.push(failure());
+        }
+    }
+
+    fn result(self) -> Result<(), String> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0.join("; "))
+        }
+    }
+}
+
+/// Float rounding between `ticks × (1 / USER_HZ)` (the crate) and `ticks / USER_HZ` (here): a
+/// millionth of a second, ten thousand times finer than a tick.
+const TICK_ROUNDING: f64 = 1e-6;
+
+/// The utilization a window between two bracketed collections can have: the time spent
+/// (`spent` reads it from a kernel reading) over the window's length and `cpus`, at the least
+/// with the least time spent in the longest window, at the most with the most time spent in
+/// the shortest window; `slack` seconds are allowed on the time spent.
+fn utilization_bounds<R>(
+    first: &Bracketed<R>,
+    second: &Bracketed<R>,
+    spent: impl Fn(&R) -> f64,
+    cpus: f64,
+    slack: f64,
+) -> (f64, f64) {
+    let least = spent(&second.before.kernel) - spent(&first.after.kernel) - slack;
+    let most = spent(&second.after.kernel) - spent(&first.before.kernel) + slack;
+    let shortest = (second.before.at - first.after.at).as_secs_f64();
+    let longest = (second.after.at - first.before.at).as_secs_f64();
+    (
+        (least / (longest * cpus)).clamp(0.0, 1.0),
+        (most / (shortest * cpus)).clamp(0.0, 1.0),
+    )
 }
 
 /// This thread's CPU time, from the scheduler (`/proc/thread-self/schedstat`, nanoseconds).
@@ -494,9 +654,189 @@ async fn every_instrument_arrives_with_its_name_unit_kind_and_attributes() {
     );
 }
 
+/// `/proc/stat`'s `idle` and `iowait` may step back (proc_stat(5)) and the crate then reports
+/// the highest value seen, as a counter must: one tick of slack for these two modes only.
+fn cpu_mode_slack(mode: &str) -> f64 {
+    match mode {
+        "idle" | "iowait" => 1.0 / kernel::ticks_per_second() + TICK_ROUNDING,
+        _ => TICK_ROUNDING,
+    }
+}
+
+fn check_system_cpu_times(bracketed: &Bracketed<kernel::Stat>) -> Result<(), String> {
+    let (before, after) = (&bracketed.before.kernel, &bracketed.after.kernel);
+    let mut checks = Checks::default();
+    let times = bracketed.collection.by("system.cpu.time", "cpu.mode");
+    for mode in CPU_MODES {
+        checks.between(
+            &format!("system.cpu.time {mode}"),
+            times[mode],
+            before.seconds(mode),
+            after.seconds(mode),
+            cpu_mode_slack(mode),
+        );
+    }
+    checks.equal(
+        "system.cpu.logical.count",
+        bracketed.collection.value("system.cpu.logical.count"),
+        before.cpus as f64,
+    );
+    checks.result()
+}
+
+const CPU_MODES: [&str; 7] = [
+    "user",
+    "nice",
+    "system",
+    "idle",
+    "iowait",
+    "interrupt",
+    "steal",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_values_are_the_kernels() {
-    let started = Instant::now();
+async fn system_cpu_time_and_utilization_are_proc_stat_read_around_the_collection() {
+    let pipeline = Pipeline::start().await;
+    let probes = pipeline.register_between(&[HostMetricGroup::Cpu], kernel::Stat::read);
+    pipeline
+        .collect_until_between(
+            &probes,
+            "system.cpu.time within /proc/stat",
+            check_system_cpu_times,
+        )
+        .await;
+    let (first, second) = pipeline.utilization_window(&probes).await;
+    check_system_cpu_times(&first).unwrap();
+    check_system_cpu_times(&second).unwrap();
+
+    let cpus = second.before.kernel.cpus as f64;
+    let utilization = second.collection.by("system.cpu.utilization", "cpu.mode");
+    let mut checks = Checks::default();
+    for mode in CPU_MODES {
+        let (least, most) = utilization_bounds(
+            &first,
+            &second,
+            |stat| stat.seconds(mode),
+            cpus,
+            cpu_mode_slack(mode),
+        );
+        checks.between(
+            &format!("system.cpu.utilization {mode}"),
+            utilization[mode],
+            least,
+            most,
+            0.0,
+        );
+    }
+    checks.result().unwrap();
+    // The window held the CPU burnt above: a denominator off by the number of CPUs fails.
+    assert!(
+        utilization["user"] + utilization["system"] >= 0.3 / (2.0 * cpus),
+        "{utilization:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_states_and_utilizations_are_meminfo_read_around_the_collection() {
+    let pipeline = Pipeline::start().await;
+    let probes = pipeline.register_between(&[HostMetricGroup::Memory], kernel::Meminfo::read);
+    let bracketed = pipeline
+        .collect_until_between(&probes, "memory within /proc/meminfo", |bracketed| {
+            let (before, after) = (&bracketed.before.kernel, &bracketed.after.kernel);
+            let collection = &bracketed.collection;
+            let mut checks = Checks::default();
+            let total = before.get("MemTotal");
+            checks.equal("MemTotal after", after.get("MemTotal"), total);
+            checks.equal(
+                "system.memory.limit",
+                collection.value("system.memory.limit"),
+                total,
+            );
+            let usage = collection.by("system.memory.usage", "system.memory.state");
+            let utilization = collection.by("system.memory.utilization", "system.memory.state");
+            for state in ["used", "free", "cached", "buffers"] {
+                // The README: used = total − available; the others as the kernel names them.
+                let kernel = |meminfo: &kernel::Meminfo| match state {
+                    "used" => total - meminfo.get("MemAvailable"),
+                    "free" => meminfo.get("MemFree"),
+                    "cached" => meminfo.get("Cached"),
+                    _ => meminfo.get("Buffers"),
+                };
+                let (before, after) = (kernel(before), kernel(after));
+                checks.between(
+                    &format!("system.memory.usage {state}"),
+                    usage[state],
+                    before,
+                    after,
+                    0.0,
+                );
+                // Against the kernel's numbers, not the export's own usage.
+                checks.between(
+                    &format!("system.memory.utilization {state}"),
+                    utilization[state],
+                    before / total,
+                    after / total,
+                    1e-12,
+                );
+            }
+            checks.result()
+        })
+        .await;
+    // What makes `total − free` fail above: the kernel's free and available differ.
+    let meminfo = &bracketed.before.kernel;
+    assert!(
+        meminfo.get("MemAvailable") > meminfo.get("MemFree"),
+        "this machine cannot tell used = total − available from total − free: {meminfo:?}"
+    );
+}
+
+/// What the process group is checked against.
+struct ProcessReading {
+    stat: kernel::SelfStat,
+    resident: f64,
+    virtual_size: f64,
+    threads: f64,
+    descriptors: f64,
+    uptime: f64,
+}
+
+impl ProcessReading {
+    fn read() -> Self {
+        Self {
+            stat: kernel::SelfStat::read(),
+            resident: kernel::status("VmRSS"),
+            virtual_size: kernel::status("VmSize"),
+            threads: kernel::status("Threads"),
+            descriptors: kernel::open_descriptors(),
+            uptime: kernel::uptime(),
+        }
+    }
+
+    fn cpu_time(&self, mode: &str) -> f64 {
+        match mode {
+            "user" => self.stat.user,
+            _ => self.stat.system,
+        }
+    }
+}
+
+fn check_process_cpu_times(bracketed: &Bracketed<ProcessReading>) -> Result<(), String> {
+    let mut checks = Checks::default();
+    let times = bracketed.collection.by("process.cpu.time", "cpu.mode");
+    for mode in ["user", "system"] {
+        checks.between(
+            &format!("process.cpu.time {mode}"),
+            times[mode],
+            bracketed.before.kernel.cpu_time(mode),
+            bracketed.after.kernel.cpu_time(mode),
+            TICK_ROUNDING,
+        );
+    }
+    checks.result()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_values_are_proc_self_read_around_the_collection() {
     let pipeline = Pipeline::start().await;
     // A first export before the host metrics, so that the exporter's connection is open when
     // the descriptors are counted.
@@ -506,153 +846,430 @@ async fn the_values_are_the_kernels() {
         .with_callback(|instrument| instrument.observe(1, &[KeyValue::new("test", "warm-up")]))
         .build();
     pipeline.collect().await;
-    let descriptors_before = open_descriptors();
+    let descriptors_before = kernel::open_descriptors();
 
-    pipeline.register(&HostMetricGroup::ALL);
-    let collection = pipeline
-        .collect_until("every host metric", |collection| {
-            collection.has(&utilizations())
+    let probes = pipeline.register_between(&[HostMetricGroup::Process], ProcessReading::read);
+    pipeline
+        .collect_until_between(&probes, "the process within /proc/self", |bracketed| {
+            let (before, after) = (&bracketed.before.kernel, &bracketed.after.kernel);
+            let collection = &bracketed.collection;
+            let mut checks = Checks::default();
+            check_process_cpu_times(bracketed).unwrap_or_else(|error| checks.0.push(error));
+            let values = [
+                (
+                    "process.memory.usage",
+                    before.stat.resident,
+                    after.stat.resident,
+                ),
+                (
+                    "process.memory.virtual",
+                    before.virtual_size,
+                    after.virtual_size,
+                ),
+                ("process.thread.count", before.threads, after.threads),
+                (
+                    "process.unix.file_descriptor.count",
+                    before.descriptors,
+                    after.descriptors,
+                ),
+            ];
+            for (name, before, after) in values {
+                checks.between(name, collection.value(name), before, after, 0.0);
+            }
+            // The resident set of /proc/self/stat is the kernel's per-CPU RSS counters (file,
+            // anonymous, shared memory) read without summing: each may be off by less than a
+            // batch of max(32, 2 × CPUs) pages per CPU, which /proc/self/status sums. Well short
+            // of any other page size or field.
+            let cpus = kernel::configured_cpus();
+            let lag = 3.0 * cpus * (2.0 * cpus).max(32.0) * kernel::page_size();
+            checks.between(
+                "process.memory.usage against VmRSS",
+                collection.value("process.memory.usage"),
+                before.resident,
+                after.resident,
+                lag,
+            );
+            // Since this process started (not since the host booted).
+            checks.between(
+                "process.uptime",
+                collection.value("process.uptime"),
+                before.uptime - before.stat.start,
+                after.uptime - after.stat.start,
+                TICK_ROUNDING,
+            );
+            checks.result()
         })
         .await;
-    let (rss, threads, virtual_size) = (
-        status_field("VmRSS") * 1024.0,
-        status_field("Threads"),
-        status_field("VmSize") * 1024.0,
-    );
-    let descriptors = open_descriptors();
+    let (first, second) = pipeline.utilization_window(&probes).await;
+    check_process_cpu_times(&first).unwrap();
+    check_process_cpu_times(&second).unwrap();
 
-    // Memory.
-    let total = meminfo_bytes("MemTotal");
-    assert_eq!(collection.value("system.memory.limit"), total);
-    let used = collection.by("system.memory.usage", "system.memory.state")["used"];
-    let memory_tolerance = (total * 0.05).max(256.0 * 1024.0 * 1024.0);
-    assert_near(
-        "used memory",
-        used,
-        total - meminfo_bytes("MemAvailable"),
-        memory_tolerance,
-    );
-    let utilization = collection.by("system.memory.utilization", "system.memory.state")["used"];
-    assert_near("memory utilization", utilization, used / total, 1e-9);
-
-    // This process.
-    assert_near(
-        "resident memory",
-        collection.value("process.memory.usage"),
-        rss,
-        16.0 * 1024.0 * 1024.0,
-    );
-    assert_near(
-        "virtual memory",
-        collection.value("process.memory.virtual"),
-        virtual_size,
-        (virtual_size * 0.1).max(64.0 * 1024.0 * 1024.0),
-    );
-    assert_near(
-        "threads",
-        collection.value("process.thread.count"),
-        threads,
-        2.0,
-    );
-    let reported_descriptors = collection.value("process.unix.file_descriptor.count");
-    assert_near(
-        "file descriptors",
-        reported_descriptors,
-        descriptors as f64,
-        5.0,
-    );
-    assert!(
-        descriptors <= descriptors_before + 2,
-        "the sampler keeps descriptors open: {descriptors_before} before registering, \
-         {descriptors} after two collections"
-    );
-    let process_uptime = collection.value("process.uptime");
-    assert!(
-        process_uptime >= started.elapsed().as_secs_f64() - 0.05,
-        "process uptime {process_uptime} s, but the test started {:?} ago",
-        started.elapsed()
-    );
-
-    // The host.
-    let uptime: f64 = fs::read_to_string("/proc/uptime")
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_near("uptime", collection.value("system.uptime"), uptime, 1.0);
-    assert!(process_uptime <= collection.value("system.uptime"));
-    let loadavg = fs::read_to_string("/proc/loadavg").unwrap();
-    let loads: Vec<f64> = loadavg
-        .split_whitespace()
-        .take(3)
-        .map(|load| load.parse().unwrap())
-        .collect();
-    for (name, kernel) in ["1m", "5m", "15m"].iter().zip(loads) {
-        let name = format!("system.cpu.load_average.{name}");
-        assert_near(&name, collection.value(&name), kernel, 0.5);
-    }
-    let stat = fs::read_to_string("/proc/stat").unwrap();
-    let cpus = stat
-        .lines()
-        .filter(|line| {
-            line.starts_with("cpu") && line[3..].starts_with(|c: char| c.is_ascii_digit())
-        })
-        .count();
-    assert_eq!(collection.value("system.cpu.logical.count"), cpus as f64);
-
-    // Every interface the kernel lists, with no more bytes than it counts now.
-    let net_dev = fs::read_to_string("/proc/net/dev").unwrap();
-    let kernel_interfaces: BTreeMap<&str, (f64, f64)> = net_dev
-        .lines()
-        .skip(2)
-        .filter_map(|line| {
-            let (name, counters) = line.split_once(':')?;
-            let counters: Vec<f64> = counters
-                .split_whitespace()
-                .map(|c| c.parse().unwrap())
-                .collect();
-            Some((name.trim(), (counters[0], counters[8])))
-        })
-        .collect();
-    let reported = collection.by("system.network.io", "network.interface.name");
-    assert_eq!(
-        reported.keys().map(String::as_str).collect::<Vec<_>>(),
-        kernel_interfaces.keys().copied().collect::<Vec<_>>()
-    );
-    for point in points(collection.metric("system.network.io")) {
-        let interface = attribute(&point.attributes, "network.interface.name").unwrap();
-        let (received, transmitted) = kernel_interfaces[interface];
-        let kernel = match attribute(&point.attributes, "network.io.direction").unwrap() {
-            "receive" => received,
-            _ => transmitted,
-        };
-        assert!(
-            value(point) <= kernel,
-            "{interface}: {point:?}, the kernel counts {kernel}"
+    let utilization = second.collection.by("process.cpu.utilization", "cpu.mode");
+    let mut checks = Checks::default();
+    for mode in ["user", "system"] {
+        let (least, most) = utilization_bounds(
+            &first,
+            &second,
+            |reading| reading.cpu_time(mode),
+            kernel::available_cpus(),
+            TICK_ROUNDING,
+        );
+        checks.between(
+            &format!("process.cpu.utilization {mode}"),
+            utilization[mode],
+            least,
+            most,
+            0.0,
         );
     }
+    checks.result().unwrap();
+    assert!(
+        utilization["user"] + utilization["system"] >= 0.3 / (2.0 * kernel::available_cpus()),
+        "{utilization:?}"
+    );
 
-    // The root filesystem, whose size `df` gives.
-    let df = Command::new("df")
-        .args(["-B1", "--output=size", "/"])
-        .output()
-        .unwrap();
-    let size: f64 = String::from_utf8(df.stdout)
-        .unwrap()
-        .lines()
-        .nth(1)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let root: f64 = points(collection.metric("system.filesystem.usage"))
-        .iter()
-        .filter(|point| attribute(&point.attributes, "system.filesystem.mountpoint") == Some("/"))
-        .map(value)
-        .sum();
-    assert_eq!(root, size, "used + free of / against df's size");
+    let descriptors = kernel::open_descriptors();
+    assert!(
+        descriptors <= descriptors_before + 2.0,
+        "the sampler keeps descriptors open: {descriptors_before} before registering, \
+         {descriptors} after the collections"
+    );
+}
+
+/// Loads the CPU until the kernel's three load averages differ, so that swapping them shows.
+///
+/// The kernel updates them every 5 s; one busy thread moves the 1 minute average by about
+/// 0.08, the 5 minute one by 0.02 and the 15 minute one by 0.005 per update.
+async fn make_the_load_averages_differ() {
+    support::wait_until(
+        "three different load averages",
+        Duration::from_secs(30),
+        || async {
+            let loads = kernel::load_averages();
+            if loads[0] != loads[1] && loads[1] != loads[2] && loads[0] != loads[2] {
+                return Ok(());
+            }
+            burn_cpu(Duration::from_millis(200)).await;
+            Err(format!("/proc/loadavg {loads:?}"))
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_averages_and_uptime_are_proc_loadavg_and_uptime_read_around_the_collection() {
+    make_the_load_averages_differ().await;
+    let pipeline = Pipeline::start().await;
+    let probes = pipeline.register_between(&[HostMetricGroup::Load], || {
+        (kernel::load_averages(), kernel::uptime())
+    });
+    pipeline
+        .collect_until_between(&probes, "loads and uptime from /proc", |bracketed| {
+            let ((loads_before, uptime_before), (loads_after, uptime_after)) =
+                (bracketed.before.kernel, bracketed.after.kernel);
+            let collection = &bracketed.collection;
+            let mut checks = Checks::default();
+            checks.that(
+                loads_before[0] != loads_before[1]
+                    && loads_before[1] != loads_before[2]
+                    && loads_before[0] != loads_before[2],
+                || format!("the load averages are not all different: {loads_before:?}"),
+            );
+            // /proc/loadavg has two decimals and changes every 5 s: each average is its own
+            // field of one of the two readings, exactly.
+            for (index, period) in ["1m", "5m", "15m"].into_iter().enumerate() {
+                let name = format!("system.cpu.load_average.{period}");
+                let value = collection.value(&name);
+                checks.that(
+                    value == loads_before[index] || value == loads_after[index],
+                    || {
+                        format!(
+                            "{name} = {value}, but /proc/loadavg read {loads_before:?} just \
+                             before and {loads_after:?} just after"
+                        )
+                    },
+                );
+            }
+            checks.between(
+                "system.uptime",
+                collection.value("system.uptime"),
+                uptime_before,
+                uptime_after,
+                0.0,
+            );
+            checks.result()
+        })
+        .await;
+}
+
+/// Sends `bytes` over a TCP connection on the loopback interface.
+fn send_over_loopback(bytes: usize) {
+    use std::io::{Read as _, Write as _};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut sender = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (mut receiver, _) = listener.accept().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut received = Vec::new();
+        receiver.read_to_end(&mut received).unwrap();
+        received.len()
+    });
+    sender.write_all(&vec![7; bytes]).unwrap();
+    drop(sender);
+    assert_eq!(reader.join().unwrap(), bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_io_is_proc_net_dev_read_around_the_collection() {
+    const SENT: usize = 1 << 20;
+    send_over_loopback(SENT);
+    let pipeline = Pipeline::start().await;
+    let probes = pipeline.register_between(&[HostMetricGroup::Network], kernel::net_dev);
+    let bracketed = pipeline
+        .collect_until_between(&probes, "network.io within /proc/net/dev", |bracketed| {
+            let (before, after) = (&bracketed.before.kernel, &bracketed.after.kernel);
+            let mut checks = Checks::default();
+            let reported = bracketed
+                .collection
+                .by("system.network.io", "network.interface.name");
+            checks.that(
+                reported.keys().eq(before.keys()) && before.keys().eq(after.keys()),
+                || {
+                    format!(
+                        "interfaces {:?}, but the kernel lists {:?} then {:?}",
+                        reported.keys(),
+                        before.keys(),
+                        after.keys()
+                    )
+                },
+            );
+            for point in points(bracketed.collection.metric("system.network.io")) {
+                let interface = attribute(&point.attributes, "network.interface.name").unwrap();
+                let direction = attribute(&point.attributes, "network.io.direction").unwrap();
+                let kernel = |dev: &BTreeMap<String, (u64, u64)>| {
+                    let (received, transmitted) = dev.get(interface).copied().unwrap_or_default();
+                    match direction {
+                        "receive" => received,
+                        _ => transmitted,
+                    }
+                };
+                checks.between(
+                    &format!("system.network.io {interface} {direction}"),
+                    value(point),
+                    kernel(before) as f64,
+                    kernel(after) as f64,
+                    0.0,
+                );
+            }
+            checks.result()
+        })
+        .await;
+    // The bytes sent above are in the counts the export lies between.
+    let (received, transmitted) = bracketed.before.kernel["lo"];
+    assert!(
+        received >= SENT as u64 && transmitted >= SENT as u64,
+        "lo: {received} bytes received, {transmitted} transmitted, after sending {SENT}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_filesystem_usage_is_statvfs_read_around_the_collection() {
+    let pipeline = Pipeline::start().await;
+    let probes =
+        pipeline.register_between(&[HostMetricGroup::Filesystem], || kernel::Statvfs::of("/"));
+    pipeline
+        .collect_until_between(&probes, "/ within statvfs", |bracketed| {
+            let (before, after) = (bracketed.before.kernel, bracketed.after.kernel);
+            let mut checks = Checks::default();
+            let root: Vec<(&str, f64)> =
+                points(bracketed.collection.metric("system.filesystem.usage"))
+                    .iter()
+                    .filter(|point| {
+                        attribute(&point.attributes, "system.filesystem.mountpoint") == Some("/")
+                    })
+                    .map(|point| {
+                        let state =
+                            attribute(&point.attributes, "system.filesystem.state").unwrap();
+                        (state, value(point))
+                    })
+                    .collect();
+            let [("used", used), ("free", free)] = root[..] else {
+                return Err(format!(
+                    "/ should have one used and one free point: {root:?}"
+                ));
+            };
+            let size = before.size();
+            checks.equal("the size of / after", after.size(), size);
+            // Free is what unprivileged users may still write; the blocks reserved for the
+            // superuser count as used.
+            checks.between(
+                "free on /",
+                free,
+                before.available_bytes(),
+                after.available_bytes(),
+                0.0,
+            );
+            checks.between(
+                "used on /",
+                used,
+                size - before.available_bytes(),
+                size - after.available_bytes(),
+                0.0,
+            );
+            checks.equal("used + free on /", used + free, size);
+            checks.result()
+        })
+        .await;
+}
+
+/// Bytes the reader's thread read, as a probe between two groups saw them.
+struct ReadProbe {
+    thread: Option<String>,
+    /// `rchar` when the probe began: what the thread had read up to here.
+    bytes_at_entry: u64,
+    /// The length of each file a group reads, read by the probe in between.
+    lengths: BTreeMap<&'static str, u64>,
+    /// `rchar` when the probe ended, plus the length of the text that reading it added.
+    bytes_at_exit: u64,
+}
+
+/// The files each Linux group reads per collection, by the README ("each group reads only what
+/// it reports, once per collection").
+const FILES_READ: [(HostMetricGroup, &[&str]); 4] = [
+    (HostMetricGroup::Cpu, &["/proc/stat"]),
+    (HostMetricGroup::Memory, &["/proc/meminfo"]),
+    (HostMetricGroup::Load, &["/proc/loadavg", "/proc/uptime"]),
+    (
+        HostMetricGroup::Process,
+        &["/proc/self/stat", "/proc/uptime", AVAILABLE_PARALLELISM],
+    ),
+];
+
+/// What `std::thread::available_parallelism` reads (the cgroup's CPU quota), which the process
+/// group asks each collection for the denominator of `process.cpu.utilization`, as the quota
+/// may change.
+const AVAILABLE_PARALLELISM: &str = "available_parallelism";
+
+/// The bytes a group reading `file` reads.
+fn length_of(file: &str) -> u64 {
+    if file == AVAILABLE_PARALLELISM {
+        kernel::bytes_read_by(|| {
+            std::thread::available_parallelism().unwrap();
+        })
+    } else {
+        kernel::read(file).len() as u64
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_group_reads_only_its_own_files_once_per_collection_on_the_readers_thread() {
+    let pipeline = Pipeline::start().await;
+    let meter = pipeline.provider.meter("otel-monitor");
+    let probes: Vec<Arc<Mutex<Option<ReadProbe>>>> = (0..=FILES_READ.len())
+        .map(|_| Arc::new(Mutex::new(None)))
+        .collect();
+    // A probe, then each group with a probe after it: the SDK calls the callbacks in this
+    // order on the reader's thread, so what the thread read between two probes is what the
+    // group between them read.
+    for (index, probe) in probes.iter().enumerate() {
+        let slot = Arc::clone(probe);
+        meter
+            .u64_observable_gauge(format!("test.probe.{index}"))
+            .with_callback(move |_| {
+                let (bytes_at_entry, _) = kernel::thread_bytes_read();
+                let lengths = FILES_READ
+                    .iter()
+                    .flat_map(|(_, files)| files.iter())
+                    .map(|&file| (file, length_of(file)))
+                    .collect();
+                let (bytes, text) = kernel::thread_bytes_read();
+                *slot.lock().unwrap() = Some(ReadProbe {
+                    thread: thread_name(),
+                    bytes_at_entry,
+                    lengths,
+                    bytes_at_exit: bytes + text,
+                });
+            })
+            .build();
+        if let Some((group, _)) = FILES_READ.get(index) {
+            register_host_metrics(&meter, &[*group]);
+        }
+    }
+
+    let (pipeline, probes) = (&pipeline, &probes);
+    support::wait_until("reads of the files' lengths", DEADLINE, || async move {
+        pipeline.collect().await;
+        let probes: Vec<ReadProbe> = probes
+            .iter()
+            .map(|probe| probe.lock().unwrap().take().expect("a probe did not run"))
+            .collect();
+        for probe in &probes {
+            assert_eq!(
+                probe.thread.as_deref(),
+                Some("OpenTelemetry.Metrics.PeriodicReader"),
+                "a collection ran off the reader's thread"
+            );
+        }
+        let mut checks = Checks::default();
+        for (index, (group, files)) in FILES_READ.iter().enumerate() {
+            let (before, after) = (&probes[index], &probes[index + 1]);
+            let read = after.bytes_at_entry - before.bytes_at_exit;
+            let least: u64 = files
+                .iter()
+                .map(|file| before.lengths[file].min(after.lengths[file]))
+                .sum();
+            let most: u64 = files
+                .iter()
+                .map(|file| before.lengths[file].max(after.lengths[file]))
+                .sum();
+            checks.between(
+                &format!("bytes {group:?} read on the reader's thread (once {files:?})"),
+                read as f64,
+                least as f64,
+                most as f64,
+                0.0,
+            );
+        }
+        checks.result()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_read_nothing_with_host_metrics_registered() {
+    use tower::{Layer as _, ServiceExt as _};
+
+    let pipeline = Pipeline::start().await;
+    pipeline.register(&HostMetricGroup::ALL);
+    let layer = MonitorLayer::builder()
+        .meter(pipeline.provider.meter("otel-monitor"))
+        .build();
+    let service = layer.layer(tower::service_fn(
+        |_request: http::Request<otel_monitor::RequestBody<String>>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new("ok".to_owned()))
+        },
+    ));
+    let request = || {
+        http::Request::get("http://example.com/users/42")
+            .body(String::new())
+            .unwrap()
+    };
+    // The requests run on this thread, whose reads are counted: the test's own future, which
+    // awaits them, is polled here by `block_on`, never by a worker.
+    service.clone().oneshot(request()).await.unwrap();
+    let (bytes_before, text) = kernel::thread_bytes_read();
+    for _ in 0..100 {
+        service.clone().oneshot(request()).await.unwrap();
+    }
+    let (bytes_after, _) = kernel::thread_bytes_read();
+    assert_eq!(
+        bytes_after - bytes_before,
+        text,
+        "100 requests read {} bytes",
+        bytes_after - bytes_before - text
+    );
+    // The host metrics were there to be read, by a collection.
+    let collection = pipeline.collect().await;
+    assert!(collection.has(&["system.memory.usage", "http.server.request.duration"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
