@@ -333,3 +333,54 @@ fn otel_propagators_baggage_propagates_baggage() {
 fn otel_propagators_tracecontext_alone_drops_baggage() {
     assert_eq!(baggage_through_the_layer(Some("tracecontext")), "|");
 }
+
+#[test]
+fn without_batch_variables_log_records_leave_after_1_s_and_spans_after_5_s() {
+    let (_runtime, receiver) = receiver_on_its_own_runtime();
+    set_env(&[
+        ("OTEL_BSP_SCHEDULE_DELAY", None),
+        ("OTEL_BLRP_SCHEDULE_DELAY", None),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            Some(&receiver.http_endpoint()),
+        ),
+        ("OTEL_METRICS_EXPORTER", Some("none")),
+        ("OTEL_MONITOR_HOST_METRICS", Some("false")),
+        ("RUST_LOG", Some("info")),
+    ]);
+    // The batch processors export a first batch one schedule delay after they start.
+    let started = std::time::Instant::now();
+    let telemetry = Telemetry::builder().service_name("batches").init().unwrap();
+    tracing::info_span!("a batched span").in_scope(|| tracing::info!("a batched log record"));
+    let (mut log_after, mut span_after) = (None, None);
+    support::wait_for_blocking(
+        "the span and the log record",
+        Duration::from_secs(10),
+        || {
+            if log_after.is_none()
+                && receiver
+                    .logs()
+                    .iter()
+                    .any(|log| log.body_str() == Some("a batched log record"))
+            {
+                log_after = Some(started.elapsed());
+            }
+            if span_after.is_none() && !receiver.spans().is_empty() {
+                span_after = Some(started.elapsed());
+            }
+            log_after.zip(span_after)
+        },
+    );
+    telemetry.shutdown().unwrap();
+    let (log_after, span_after) = (log_after.unwrap(), span_after.unwrap());
+    // Lower bounds exact (nothing leaves before its delay); upper bounds allow 700 ms for the
+    // export and the 10 ms polling on a busy machine, less than half the next plausible value.
+    assert!(
+        (Duration::from_millis(1000)..Duration::from_millis(1700)).contains(&log_after),
+        "the log record left after {log_after:?}"
+    );
+    assert!(
+        (Duration::from_millis(5000)..Duration::from_millis(5700)).contains(&span_after),
+        "the span left after {span_after:?}"
+    );
+}
