@@ -441,3 +441,55 @@ async fn service_name_in_otel_resource_attributes_beats_the_default_service_name
         Some("test")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_the_service_after_it_flushed_every_signal() {
+    let receiver = OtlpReceiver::start().await;
+    let service = ExampleService::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint()),
+        // Nothing leaves before the final flush.
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+        ("OTEL_BLRP_SCHEDULE_DELAY", "600000"),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "600000"),
+    ]);
+    let (status, _, _) = get(&service.url("/users/abc"), &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(receiver.received_requests(), (0, 0));
+    // What Ctrl-C sends.
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &service.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    support::wait_for("the service to finish", DEADLINE, || {
+        service
+            .output()
+            .contains("INFO service: Application finished")
+            .then_some(())
+    })
+    .await;
+    support::wait_for("the last span, log record and metric", DEADLINE, || {
+        let span = receiver
+            .spans()
+            .iter()
+            .any(|span| span.span.name == "GET /users/{id}");
+        let log = receiver
+            .logs()
+            .iter()
+            .any(|log| log.body_str() == Some("the user id is not a number"));
+        let metric = receiver
+            .latest_metric("http.server.request.duration")
+            .is_some();
+        (span && log && metric).then_some(())
+    })
+    .await;
+    // And it exits (a zombie until the test reaps it, when `service` is dropped).
+    let stat = format!("/proc/{}/stat", service.pid());
+    support::wait_for("the service to exit", Duration::from_secs(5), || {
+        let stat = std::fs::read_to_string(&stat).ok()?;
+        // `pid (comm) state ...`
+        let state = stat.rsplit_once(") ")?.1.chars().next()?;
+        (state == 'Z').then_some(())
+    })
+    .await;
+}
