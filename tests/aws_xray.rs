@@ -15,23 +15,21 @@
 //!   segment names are not asserted. Neither are rotel's fault flags (it marks no 5xx as a fault)
 //!   nor its `http` block, which the README does not describe.
 //!
-//! Rotel 0.0.1-alpha10's X-Ray exporter sends traces only, so metrics and logs are routed to its
+//! Rotel 0.0.1a15's (its `--version` says 0.0.1-alpha10) X-Ray exporter sends traces only, so metrics and logs are routed to its
 //! `blackhole` exporter, as in tests/datadog.rs. Its type is `aws-xray` for `--exporter` but
 //! `xray` in `--exporters NAME:TYPE` (`aws-xray` there fails with "unknown exporter type").
 //! Rotel labels its plain JSON body `Content-Encoding: gzip`, which moto believes and fails on:
 //! the tap in between forwards bodies unencoded (tests/support/tap.rs).
 
 mod support;
-#[path = "support/tap.rs"]
-mod tap;
 
 use std::time::Duration;
 
 use http::StatusCode;
 use serde_json::{Value, json};
 use support::moto::Moto;
+use support::tap::{self, Tap};
 use support::{ExampleService, ReceivedSpan, Rotel};
-use tap::Tap;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 

@@ -12,19 +12,17 @@
 //!   behaviour, marked so; otelcol-contrib's Datadog exporter, APM stats connector and the
 //!   metrics and logs routes are configured in `collector/datadog.yaml` but not run here.
 //!
-//! Rotel 0.0.1-alpha10's Datadog exporter sends traces only, so metrics and logs are routed to
+//! Rotel 0.0.1a15's (its `--version` says 0.0.1-alpha10) Datadog exporter sends traces only, so metrics and logs are routed to
 //! its `blackhole` exporter: a signal with no exporter at all would be refused and the service
 //! would warn that it cannot export them.
 
 mod support;
-#[path = "support/tap.rs"]
-mod tap;
 
 use std::time::Duration;
 
 use http::StatusCode;
+use support::tap::{self, Tap};
 use support::{DatadogIntake, DatadogSpan, ExampleService, ReceivedSpan, Rotel};
-use tap::Tap;
 
 const DEADLINE: Duration = Duration::from_secs(15);
 

@@ -12,6 +12,7 @@ pub mod moto;
 pub mod prometheus;
 pub mod receiver;
 pub mod rotel;
+pub mod tap;
 pub mod tls;
 pub mod wait;
 

@@ -7,11 +7,6 @@
 //! `Content-Encoding: gzip`, and moto, which believes the header, fails to gunzip it and answers
 //! 500. The tap forwards every body unencoded: a gzip body gunzipped, a body falsely labelled gzip
 //! as it is, without the label.
-//!
-//! Included with `#[path = "support/tap.rs"] mod tap;` by the APM tests (tests/datadog.rs,
-//! tests/aws_xray.rs), next to their `mod support;`.
-
-#![allow(dead_code)]
 
 use std::io::Read;
 use std::net::SocketAddr;
