@@ -693,3 +693,78 @@ async fn headers_and_gzip_go_with_every_export_of_every_signal_over_both_protoco
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_signal_client_certificate_serves_that_signal_only() {
+    let pki = TestPki::generate();
+    let ca = pki.ca_path();
+    let (certificate, key) = (pki.client_cert_path(), pki.client_key_path());
+    for protocol in PROTOCOLS {
+        let receiver = tls_receiver(pki.mutual_server_tls()).await;
+        let endpoint = receiver.endpoint(protocol);
+        let exit = serve_until(
+            protocol,
+            &endpoint,
+            &[
+                ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap()),
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE",
+                    certificate.to_str().unwrap(),
+                ),
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY",
+                    key.to_str().unwrap(),
+                ),
+                // The refused signals give up retrying after 1 s, and warn.
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "1000"),
+            ],
+            2,
+            &["cannot export metrics to", "cannot export logs to"],
+        )
+        .await;
+        let request_spans = receiver
+            .spans()
+            .iter()
+            .filter(|span| span.span.name == "GET /users/{id}")
+            .count();
+        assert_eq!(request_spans, 4, "{protocol}: the traces had a certificate");
+        assert!(receiver.logs().is_empty(), "{protocol}: the logs had none");
+        assert!(
+            receiver.metrics().is_empty(),
+            "{protocol}: the metrics had none"
+        );
+        assert!(
+            !exit.output.contains("cannot export traces"),
+            "{protocol}: {}",
+            exit.output
+        );
+    }
+}
+
+#[test]
+fn a_key_file_without_a_pem_key_fails_start_up_naming_the_variable_and_the_path() {
+    let pki = TestPki::generate();
+    // A certificate where the key should be.
+    let not_a_key = pki.ca_path();
+    let exit = support::example::run_to_exit(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://localhost:4318"),
+        (
+            "OTEL_EXPORTER_OTLP_LOGS_CLIENT_CERTIFICATE",
+            pki.client_cert_path().to_str().unwrap(),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY",
+            not_a_key.to_str().unwrap(),
+        ),
+    ]);
+    assert!(!exit.status.success());
+    let expected = format!(
+        "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY: {} holds no PEM private key",
+        not_a_key.display()
+    );
+    assert!(
+        exit.output.contains(&expected),
+        "{expected}:\n{}",
+        exit.output
+    );
+}
