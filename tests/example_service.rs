@@ -493,3 +493,65 @@ async fn ctrl_c_stops_the_service_after_it_flushed_every_signal() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_dropped_from_a_full_queue_are_counted() {
+    // Spans go to a collector that never answers, so the batch processor's one export hangs
+    // and its queue of 4 fills up; metrics reach the receiver.
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let traces_endpoint = format!("http://{}/v1/traces", black_hole.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((connection, _)) = black_hole.accept().await {
+            connections.push(connection);
+        }
+    });
+    let receiver = OtlpReceiver::start().await;
+    let service = ExampleService::start(&[
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &traces_endpoint),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint()),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "4"),
+        // Only a full batch (the queue size, 4) starts an export.
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+    ]);
+    for id in 0..20 {
+        let (status, _, _) = get(&service.url(&format!("/users/{id}")), &[]).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    // `otel.sdk.processor.span.processed`, by `error.type` (None: queued for export).
+    let processed = |metric: &support::ReceivedMetric| {
+        let mut by_error = std::collections::BTreeMap::<Option<String>, i64>::new();
+        if let Some(Data::Sum(sum)) = &metric.metric.data {
+            for point in &sum.data_points {
+                if let Some(number_data_point::Value::AsInt(value)) = point.value {
+                    let error = support::attr_str(&point.attributes, "error.type");
+                    *by_error.entry(error.map(str::to_owned)).or_default() += value;
+                }
+            }
+        }
+        by_error
+    };
+    // 20 request spans and their 20 `load_user` children: the first 4 make a batch whose export
+    // hangs (counted as processed when taken), the next 4 fill the queue behind it (counted
+    // only when taken, 10 s later), and the other 32 are dropped and counted at once.
+    let by_error = support::wait_until("36 spans counted", DEADLINE, || {
+        let by_error = receiver
+            .latest_metric("otel.sdk.processor.span.processed")
+            .map(|metric| processed(&metric))
+            .unwrap_or_default();
+        std::future::ready(if by_error.values().sum::<i64>() == 36 {
+            Ok(by_error)
+        } else {
+            Err(format!("{by_error:?}"))
+        })
+    })
+    .await;
+    assert_eq!(by_error.get(&None), Some(&4), "{by_error:?}");
+    assert_eq!(
+        by_error.get(&Some("queue_full".to_owned())),
+        Some(&32),
+        "{by_error:?}"
+    );
+    drop(service);
+    held.abort();
+}
