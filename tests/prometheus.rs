@@ -66,11 +66,11 @@ struct KnownTraffic {
     prometheus: Prometheus,
     checkout: ExampleService,
     healthy: ExampleService,
-    /// The last scrape of `checkout` before the second round, in seconds since the epoch.
-    from: f64,
+    /// The last scrape of `checkout` before the second round, in milliseconds since the epoch.
+    from: i64,
     /// A scrape of `checkout` after the second round, and after `healthy`'s second round was
     /// scraped.
-    to: f64,
+    to: i64,
     /// What `in_flight_query` returned while the second round's streams were in flight.
     in_flight: Vec<Value>,
 }
@@ -98,8 +98,8 @@ impl KnownTraffic {
             prometheus,
             checkout,
             healthy,
-            from: 0.0,
-            to: 0.0,
+            from: 0,
+            to: 0,
             in_flight: Vec::new(),
         };
         traffic.round(None).await;
@@ -174,28 +174,33 @@ impl KnownTraffic {
         }
     }
 
-    /// The time of the latest scrape of `job`.
-    async fn latest_scrape(&self, job: &str) -> f64 {
+    /// The time of the latest scrape of `job`, in milliseconds since the epoch (Prometheus
+    /// keeps milliseconds).
+    async fn latest_scrape(&self, job: &str) -> i64 {
         let result = self
             .prometheus
             .query(&format!(r#"timestamp(target_info{{job="{job}"}})"#))
             .await;
         assert_eq!(result.len(), 1, "{result:?}");
-        sample_value(&result[0])
+        (sample_value(&result[0]) * 1000.0).round() as i64
     }
 
     /// The rate window: from just after the scrape before `from` up to `to`.
     fn window(&self) -> String {
-        format!(
-            "{}ms",
-            ((self.to - self.from) * 1000.0).round() as i64 + 500
-        )
+        format!("{}ms", self.to - self.from + 500)
     }
 
     /// Seconds between the scrapes around the second round: a rate over [`Self::window`] is the
     /// second round's count divided by this.
     fn seconds(&self) -> f64 {
-        self.to - self.from
+        (self.to - self.from) as f64 / 1000.0
+    }
+
+    /// How much the one series `promql` selects grew between `from` and `to`: the second round.
+    async fn second_round(&self, promql: &str) -> f64 {
+        let before = self.prometheus.query_at(promql, self.from).await;
+        let after = self.prometheus.query_at(promql, self.to).await;
+        single(&after, promql) - single(&before, promql)
     }
 
     /// `promql` evaluated at `to`.
@@ -461,6 +466,19 @@ async fn every_dashboard_panel_shows_the_known_traffic_mix_of_the_selected_servi
                 );
             }
         }
+    }
+
+    // The buckets behind those quantiles: of the second round's 5 `/slow?ms=200` requests,
+    // none took 100 ms or less, all took 250 ms or less.
+    for (bound, expected) in [("0.1", 0.0), ("0.25", 5.0), ("+Inf", 5.0)] {
+        let bucket = format!(
+            r#"http_server_request_duration_seconds_bucket{{service_name="checkout", http_route="/slow", le="{bound}"}}"#
+        );
+        assert_eq!(
+            traffic.second_round(&bucket).await,
+            expected,
+            "/slow?ms=200 requests within {bound} s"
+        );
     }
 
     // In flight: the two streams during the second round, none at its end.

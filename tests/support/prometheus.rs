@@ -127,11 +127,11 @@ impl Prometheus {
         self.query_with(&[("query", promql)]).await
     }
 
-    /// Runs an instant query evaluated at `time` (seconds since the epoch, as Prometheus gives
-    /// them) and returns its `data.result`.
-    pub async fn query_at(&self, promql: &str, time: f64) -> Vec<Value> {
-        self.query_with(&[("query", promql), ("time", &format!("{time:.3}"))])
-            .await
+    /// Runs an instant query evaluated at `time_ms` (milliseconds since the epoch) and returns
+    /// its `data.result`.
+    pub async fn query_at(&self, promql: &str, time_ms: i64) -> Vec<Value> {
+        let time = format!("{}.{:03}", time_ms / 1000, time_ms % 1000);
+        self.query_with(&[("query", promql), ("time", &time)]).await
     }
 
     async fn query_with(&self, parameters: &[(&str, &str)]) -> Vec<Value> {
