@@ -1143,7 +1143,9 @@ struct ReadProbe {
 }
 
 /// The files each Linux group reads per collection, by the README ("each group reads only what
-/// it reports, once per collection").
+/// it reports, once per collection"). Not here: network and filesystem, read through sysinfo,
+/// which also reads each interface's packet and error counts and MTU, and `/proc/mounts` with a
+/// `statvfs` per filesystem (no `read`s to count).
 const FILES_READ: [(HostMetricGroup, &[&str]); 4] = [
     (HostMetricGroup::Cpu, &["/proc/stat"]),
     (HostMetricGroup::Memory, &["/proc/meminfo"]),
@@ -1171,7 +1173,8 @@ fn length_of(file: &str) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_group_reads_only_its_own_files_once_per_collection_on_the_readers_thread() {
+async fn cpu_memory_load_and_process_read_only_their_files_once_per_collection_on_the_readers_thread()
+ {
     let pipeline = Pipeline::start().await;
     let meter = pipeline.provider.meter("otel-monitor");
     let probes: Vec<Arc<Mutex<Option<ReadProbe>>>> = (0..=FILES_READ.len())
