@@ -384,3 +384,56 @@ fn without_batch_variables_log_records_leave_after_1_s_and_spans_after_5_s() {
         "the span left after {span_after:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_sampler_follows_the_parent_and_samples_every_root() {
+    let receiver = OtlpReceiver::start().await;
+    let service =
+        ExampleService::start(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint())]);
+    let not_sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    let sampled = "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    support::client::get(&service.url("/users/1"), &[("traceparent", not_sampled)]).await;
+    support::client::get(&service.url("/users/2"), &[("traceparent", sampled)]).await;
+    support::client::get(&service.url("/users/3"), &[]).await;
+    assert!(service.stop().status.success());
+    // The process flushed and exited: every span it sampled has arrived.
+    let mut paths: Vec<String> = receiver
+        .spans()
+        .iter()
+        .filter_map(|span| span.attr_str("url.path").map(str::to_owned))
+        .collect();
+    paths.sort();
+    assert_eq!(paths, ["/users/2", "/users/3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_cumulative_by_default() {
+    use opentelemetry_proto::tonic::metrics::v1::{AggregationTemporality, metric::Data};
+
+    let receiver = OtlpReceiver::start().await;
+    let service =
+        ExampleService::start(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint())]);
+    support::client::get(&service.url("/users/1"), &[]).await;
+    assert!(service.stop().status.success());
+    let duration = receiver
+        .latest_metric("http.server.request.duration")
+        .unwrap();
+    let Some(Data::Histogram(histogram)) = duration.metric.data else {
+        panic!("{:?}", duration.metric);
+    };
+    assert_eq!(
+        histogram.aggregation_temporality,
+        AggregationTemporality::Cumulative as i32
+    );
+    // A counter (monotonic sum): delta under the `delta` preference.
+    let exported = receiver
+        .latest_metric("otel.sdk.processor.span.processed")
+        .unwrap();
+    let Some(Data::Sum(sum)) = exported.metric.data else {
+        panic!("{:?}", exported.metric);
+    };
+    assert_eq!(
+        sum.aggregation_temporality,
+        AggregationTemporality::Cumulative as i32
+    );
+}
