@@ -125,11 +125,10 @@ where
             Ok(value) => return Ok(value),
             Err(failure) => failure,
         };
-        let wait = match verdict {
-            Verdict::Final => return Err(error),
-            Verdict::Retry => backoff + jitter(),
-            Verdict::RetryAfter(asked) => asked.min(MAX_THROTTLE).max(backoff) + jitter(),
+        let Some(wait) = planned_wait(verdict, backoff) else {
+            return Err(error);
         };
+        let wait = wait + jitter();
         retries += 1;
         if retries > MAX_RETRIES || Instant::now() + wait >= deadline {
             return Err(error);
@@ -140,6 +139,16 @@ where
             Verdict::RetryAfter(asked) => asked.min(MAX_THROTTLE).max(backoff * 2),
             _ => (backoff * 2).min(MAX_DELAY),
         };
+    }
+}
+
+/// The wait before the next attempt after `verdict`, jitter aside, with the backoff at
+/// `backoff`; `None` when the failure is final.
+fn planned_wait(verdict: Verdict, backoff: Duration) -> Option<Duration> {
+    match verdict {
+        Verdict::Final => None,
+        Verdict::Retry => Some(backoff),
+        Verdict::RetryAfter(asked) => Some(asked.min(MAX_THROTTLE).max(backoff)),
     }
 }
 
@@ -250,6 +259,61 @@ mod tests {
                 "{code:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_other_retryable_grpc_codes_are_retried() {
+        use tonic::Code;
+        // The OTLP specification's retryable codes besides UNAVAILABLE and RESOURCE_EXHAUSTED.
+        for code in [
+            Code::Cancelled,
+            Code::DeadlineExceeded,
+            Code::Aborted,
+            Code::OutOfRange,
+            Code::DataLoss,
+        ] {
+            assert_eq!(
+                grpc_verdict(&tonic::Status::new(code, "transient")),
+                Verdict::Retry,
+                "{code:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_wait_gets_its_own_jitter_of_at_most_100_ms() {
+        let jitters: Vec<Duration> = (0..200).map(|_| jitter()).collect();
+        assert!(
+            jitters.iter().all(|j| *j <= Duration::from_millis(100)),
+            "{jitters:?}"
+        );
+        let mut distinct = jitters.clone();
+        distinct.sort();
+        distinct.dedup();
+        // 200 draws from 101 values: a constant (or nearly constant) jitter fails.
+        assert!(distinct.len() > 50, "{distinct:?}");
+        assert!(
+            distinct.last().unwrap() > &Duration::from_millis(50),
+            "{distinct:?}"
+        );
+    }
+
+    #[test]
+    fn a_collector_asking_for_more_than_30_s_is_waited_for_30_s() {
+        let ms = Duration::from_millis;
+        let asked = |wait| Verdict::RetryAfter(wait);
+        assert_eq!(
+            planned_wait(asked(Duration::from_secs(120)), ms(100)),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            planned_wait(asked(Duration::from_secs(29)), ms(100)),
+            Some(Duration::from_secs(29))
+        );
+        // Never less than the backoff reached so far.
+        assert_eq!(planned_wait(asked(ms(10)), ms(400)), Some(ms(400)));
+        assert_eq!(planned_wait(Verdict::Retry, ms(800)), Some(ms(800)));
+        assert_eq!(planned_wait(Verdict::Final, ms(800)), None);
     }
 
     fn attempts_until(
