@@ -3,7 +3,8 @@
 //!
 //! One file per [`HostMetricGroup`] (its source and its instruments), `sampled.rs` for the
 //! sample the instruments of a group share, `utilization.rs` for CPU utilization from CPU
-//! times, and `procfs.rs` for the Linux `/proc` files read where sysinfo lacks a number.
+//! times, and `procfs.rs` for the Linux `/proc` files read where sysinfo lacks a number or
+//! reads more than the group reports.
 
 mod cpu;
 mod filesystem;
@@ -51,7 +52,7 @@ pub enum HostMetricGroup {
     /// - `system.network.io`, counter, `By`, by `network.interface.name` and
     ///   `network.io.direction` (`receive`, `transmit`).
     ///
-    /// From sysinfo (`/sys/class/net/*/statistics` on Linux).
+    /// On Linux from `/proc/net/dev`, read once per collection. Elsewhere from sysinfo.
     Network,
     /// The host's mounted filesystems:
     /// - `system.filesystem.usage`, up-down, `By`, by `system.device`,

@@ -1,7 +1,8 @@
 //! The Linux `/proc` files behind the numbers sysinfo does not give: CPU time per mode
 //! (`/proc/stat`), page cache and buffers (`/proc/meminfo`), this process's CPU time per mode,
 //! threads, start time and sizes (`/proc/self/stat`), uptime with its hundredths
-//! (`/proc/uptime`), and the kernel's tick and page sizes (`/proc/self/auxv`).
+//! (`/proc/uptime`), each interface's byte counters in one file (`/proc/net/dev`), and the
+//! kernel's tick and page sizes (`/proc/self/auxv`).
 //!
 //! Every parser returns `None` (or leaves a field `None`) for what it cannot read: the
 //! observation is then skipped, never guessed.
@@ -142,6 +143,19 @@ pub(super) fn parse_uptime(text: &str) -> Option<f64> {
     text.split_ascii_whitespace().next()?.parse().ok()
 }
 
+/// Parses `/proc/net/dev`: two header lines, then `name: ` and sixteen counters per interface,
+/// eight received (bytes first) and eight transmitted (bytes first). Yields each interface's
+/// name and its received and transmitted bytes; a line that does not parse is skipped.
+pub(super) fn parse_net_dev(text: &str) -> impl Iterator<Item = (&str, u64, u64)> {
+    text.lines().skip(2).filter_map(|line| {
+        let (name, counters) = line.split_once(':')?;
+        let mut counters = counters.split_ascii_whitespace();
+        let received = counters.next()?.parse().ok()?;
+        let transmitted = counters.nth(7)?.parse().ok()?;
+        Some((name.trim(), received, transmitted))
+    })
+}
+
 /// The number of file descriptors this process has open.
 ///
 /// Since Linux 6.2 the size of `/proc/self/fd` is that number, which costs one `stat` and no
@@ -198,6 +212,19 @@ impl Auxv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn net_dev_gives_each_interface_its_received_and_transmitted_bytes() {
+        let dev = "Inter-|   Receive                                                |  Transmit\n \
+                   face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+                   lo: 2776770   11307    0    0    0     0          0         0  2776770   11307    0    0    0     0       0          0\n  \
+                   eth0:1215645    2751    0    0    0     0          0         0  1782404    4324    0    0    0   427       0          0\n \
+                   broken: 12\n";
+        assert_eq!(
+            parse_net_dev(dev).collect::<Vec<_>>(),
+            [("lo", 2776770, 2776770), ("eth0", 1215645, 1782404)]
+        );
+    }
 
     #[test]
     fn stat_gives_the_times_per_mode_and_counts_the_cpus() {
