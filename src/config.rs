@@ -86,7 +86,8 @@ impl Exporter {
 pub enum OtlpProtocol {
     /// OTLP/HTTP with protobuf bodies, port 4318 by default: the specification's default.
     HttpProtobuf,
-    /// OTLP/gRPC, port 4317 by default. Needs a Tokio runtime that outlives the exporter.
+    /// OTLP/gRPC, port 4317 by default. Runs on the crate's own Tokio runtime thread, so it works
+    /// in or out of the application's runtime.
     Grpc,
 }
 

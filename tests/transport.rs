@@ -184,9 +184,26 @@ async fn gzip_over_tls_arrives_for_every_signal() {
                 Some("gzip"),
                 "{protocol}: span exports are compressed"
             );
+            // TLS and compression do not change the exporter (README, "What it costs"): the
+            // spans are still sent by otel-monitor's own exporter, which names itself.
+            let user_agent = headers
+                .get("user-agent")
+                .and_then(|value| value.to_str().ok());
+            assert!(
+                user_agent.is_some_and(|agent| agent.starts_with(SPAN_EXPORTER_USER_AGENT)),
+                "{protocol}: span exports come from otel-monitor's exporter: {user_agent:?}"
+            );
         }
     }
 }
+
+/// How otel-monitor's span exporter names itself (OTLP exporter specification, "User Agent");
+/// over gRPC, tonic appends its own name.
+const SPAN_EXPORTER_USER_AGENT: &str = concat!(
+    "otel-monitor/",
+    env!("CARGO_PKG_VERSION"),
+    " (OTLP span exporter; Rust)"
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_collector_gets_nothing_and_the_warning_says_why() {
@@ -687,6 +704,17 @@ async fn headers_and_gzip_go_with_every_export_of_every_signal_over_both_protoco
                 "{protocol} {signal}"
             );
             assert_eq!(header(encoding), Some("gzip"), "{protocol} {signal}");
+            // Every exporter says who it is: otel-monitor's for spans, opentelemetry-otlp's for
+            // the others.
+            let user_agent = header("user-agent").unwrap_or_default();
+            let expected = match *signal {
+                "traces" => SPAN_EXPORTER_USER_AGENT,
+                _ => "OTel-OTLP-Exporter-Rust/",
+            };
+            assert!(
+                user_agent.starts_with(expected),
+                "{protocol} {signal}: user-agent {user_agent:?}"
+            );
             if protocol != "grpc" {
                 assert_eq!(*gzip, Some(true), "{protocol} {signal}: a gzip body");
             }

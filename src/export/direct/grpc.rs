@@ -43,7 +43,7 @@ impl GrpcTransport {
     ) -> Result<Self, ExporterBuildError> {
         Ok(Self {
             channel: channel(destination, runtime)?,
-            metadata: MetadataMap::from_headers(destination.headers.0.iter().cloned().collect()),
+            metadata: metadata(destination),
             compression: (destination.compression == Compression::Gzip)
                 .then_some(CompressionEncoding::Gzip),
             timeout: destination.timeout,
@@ -113,6 +113,15 @@ async fn call(
             (described, verdict)
         })?;
     Ok(response.into_inner())
+}
+
+/// The configured headers as gRPC metadata, with otel-monitor's `user-agent` unless they set one.
+fn metadata(destination: &Destination) -> MetadataMap {
+    let mut headers: http::HeaderMap = destination.headers.0.iter().cloned().collect();
+    headers
+        .entry(http::header::USER_AGENT)
+        .or_insert(http::HeaderValue::from_static(super::USER_AGENT));
+    MetadataMap::from_headers(headers)
 }
 
 /// What a failed call says: its code, and for a failure of the connection itself, the cause.

@@ -38,6 +38,9 @@ impl HttpTransport {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-protobuf"),
         );
+        headers
+            .entry(header::USER_AGENT)
+            .or_insert(HeaderValue::from_static(super::USER_AGENT));
         if destination.compression == Compression::Gzip {
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }

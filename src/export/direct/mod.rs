@@ -33,6 +33,15 @@ use super::{
 };
 use crate::config::OtlpProtocol;
 
+/// The `User-Agent` of span exports, unless the configured headers set one. The OTLP exporter
+/// specification (1.44.0, "User Agent") asks exporters to identify themselves, their language
+/// and their version, in RFC 7231's format; over gRPC, tonic appends its own `tonic/x.y.z`.
+const USER_AGENT: &str = concat!(
+    "otel-monitor/",
+    env!("CARGO_PKG_VERSION"),
+    " (OTLP span exporter; Rust)"
+);
+
 /// Sends spans to an OTLP endpoint, encoded straight from `SpanData`.
 #[derive(Debug)]
 pub(crate) struct DirectSpanExporter {
