@@ -1659,6 +1659,38 @@ fn receivers_and_extensions_listen_only_on_localhost_by_default() {
 }
 
 #[test]
+fn every_pipeline_detects_the_collectors_resource_without_overriding_the_services() {
+    // README: "resource detection" in the base, kept by every overlay's merge: host and
+    // environment attributes added, never replacing what the service reported.
+    for (label, config) in configurations(&collector_files()) {
+        let detection = get(&config, &["processors", "resourcedetection"])
+            .unwrap_or_else(|| panic!("{label}: no resourcedetection processor"));
+        assert_eq!(
+            get(detection, &["detectors"]),
+            Some(&serde_yaml_ng::from_str::<Value>("[env, system]").unwrap()),
+            "{label}"
+        );
+        assert_eq!(
+            get(detection, &["override"]),
+            Some(&Value::Bool(false)),
+            "{label}"
+        );
+        let pipelines = get(&config, &["service", "pipelines"])
+            .and_then(Value::as_mapping)
+            .unwrap_or_else(|| panic!("{label}: no pipelines"));
+        for (name, pipeline) in pipelines {
+            let processors = get(pipeline, &["processors"]).and_then(Value::as_sequence);
+            assert!(
+                processors.is_some_and(|processors| processors
+                    .iter()
+                    .any(|processor| processor.as_str() == Some("resourcedetection"))),
+                "{label}: pipeline {name:?} does not detect the resource"
+            );
+        }
+    }
+}
+
+#[test]
 fn the_otlp_receivers_listen_on_localhost_4317_and_4318_by_default() {
     // What the README promises ("OTLP receivers on `localhost`", the service's default
     // `http://localhost:4318`), in the base and in every overlay's merge.
