@@ -4,7 +4,11 @@
 
 mod support;
 
-use std::{collections::HashMap, process::Command, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    process::Command,
+    time::Duration,
+};
 
 use axum::{Router, body::Body, routing::get};
 use http::Request;
@@ -436,4 +440,210 @@ async fn metrics_are_cumulative_by_default() {
         sum.aggregation_temporality,
         AggregationTemporality::Cumulative as i32
     );
+}
+
+#[test]
+fn without_otel_metric_export_interval_metrics_leave_every_60_s() {
+    let (_runtime, receiver) = receiver_on_its_own_runtime();
+    set_env(&[
+        ("OTEL_METRIC_EXPORT_INTERVAL", None),
+        // Spans and log records leave at once, to show the pipeline reaches the receiver.
+        ("OTEL_BSP_SCHEDULE_DELAY", Some("50")),
+        ("OTEL_BLRP_SCHEDULE_DELAY", Some("50")),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            Some(&receiver.http_endpoint()),
+        ),
+        ("RUST_LOG", Some("info")),
+    ]);
+    // The periodic reader exports one interval after it starts, which is after this instant.
+    let started = std::time::Instant::now();
+    let telemetry = Telemetry::builder()
+        .service_name("interval")
+        .init()
+        .unwrap();
+    tracing::info_span!("a span").in_scope(|| tracing::info!("a log record"));
+    // Host metrics are on by default; this counter makes a metric of the test's own too.
+    global::meter("app")
+        .u64_counter("a.counter")
+        .build()
+        .add(1, &[]);
+    let metrics_after =
+        |receiver: &OtlpReceiver| (!receiver.metrics().is_empty()).then(|| started.elapsed());
+    support::wait_for_blocking(
+        "the span and the log record",
+        Duration::from_secs(10),
+        || {
+            let logged = receiver
+                .logs()
+                .iter()
+                .any(|log| log.body_str() == Some("a log record"));
+            (logged && !receiver.spans().is_empty()).then_some(())
+        },
+    );
+    // The pipeline works, and no metric has left with the span and the log record.
+    if let Some(after) = metrics_after(&receiver) {
+        panic!("metrics left after {after:?}, with the span and the log record");
+    }
+    let metrics_after = support::wait_for_blocking(
+        "the first metric export",
+        Duration::from_secs(70).saturating_sub(started.elapsed()),
+        || metrics_after(&receiver),
+    );
+    // Lower bound exact (nothing leaves before the interval, so nothing in the first 55 s
+    // either); the upper bound allows 5 s for building the providers, collecting and exporting
+    // on a busy machine, far from the next plausible interval.
+    assert!(
+        (Duration::from_secs(60)..Duration::from_secs(65)).contains(&metrics_after),
+        "the first metrics left after {metrics_after:?}"
+    );
+    assert!(
+        receiver
+            .metrics()
+            .iter()
+            .any(|metric| metric.metric.name == "a.counter")
+    );
+    telemetry.shutdown().unwrap();
+}
+
+/// The endpoint of a collector that accepts connections and never answers: an export to it
+/// hangs until the exporter's timeout.
+fn black_hole() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut connections = Vec::new();
+        while let Ok((connection, _)) = listener.accept() {
+            connections.push(connection);
+        }
+    });
+    endpoint
+}
+
+/// The latest `otel.sdk.processor.{span,log}.processed` counts by `error.type` (`None`: taken
+/// from the queue for export).
+fn processed_by_error(receiver: &OtlpReceiver, metric: &str) -> BTreeMap<Option<String>, i64> {
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+
+    let mut by_error = BTreeMap::new();
+    let Some(metric) = receiver.latest_metric(metric) else {
+        return by_error;
+    };
+    let Some(Data::Sum(sum)) = metric.metric.data else {
+        panic!("{:?}", metric.metric);
+    };
+    for point in sum.data_points {
+        // The processor binds a counter per outcome, exported from the start at 0.
+        if let Some(number_data_point::Value::AsInt(value @ 1..)) = point.value {
+            let error = support::attr_str(&point.attributes, "error.type").map(str::to_owned);
+            *by_error.entry(error).or_default() += value;
+        }
+    }
+    by_error
+}
+
+/// Ends `count` spans or emits `count` log records, one after another on this thread.
+type Emit = fn(&Telemetry, usize);
+
+/// Sends 2660 spans or log records through a batch processor with the default queue and batch
+/// sizes to a collector that never answers, and returns the processor's counts by `error.type`.
+///
+/// The accounting of opentelemetry_sdk 0.33's batch processors (`BatchSpanProcessor`,
+/// `BatchLogProcessor`): a record enters a bounded channel of `MAX_QUEUE_SIZE` places, or, when
+/// the channel is full, is dropped and counted at once with `error.type=queue_full`. The record
+/// that brings the pending count to `MAX_EXPORT_BATCH_SIZE` wakes the worker thread, which takes
+/// one batch of that many from the channel, counts them as processed (no `error.type`) and then
+/// calls the exporter, which here hangs (a 10-minute timeout; the schedule delay never elapses
+/// either). So after the first 512 (one default batch, taken: wait until the count says so),
+/// the channel empty again holds 2048 (the default queue) and the last 100 are dropped:
+/// `{None: 512, queue_full: 100}`. A queue of 1024 would drop 1124, one of 4096 none; a batch
+/// of 256 would count 256.
+fn drops_from_a_default_queue(
+    processor: &str,
+    signal: &str,
+    metric: &str,
+    emit: Emit,
+) -> BTreeMap<Option<String>, i64> {
+    let (_runtime, receiver) = receiver_on_its_own_runtime();
+    let black_hole = black_hole();
+    let path = signal.to_ascii_lowercase();
+    set_env(&[
+        (&format!("OTEL_{processor}_MAX_QUEUE_SIZE"), None),
+        (&format!("OTEL_{processor}_MAX_EXPORT_BATCH_SIZE"), None),
+        // Only a full batch starts an export.
+        (&format!("OTEL_{processor}_SCHEDULE_DELAY"), Some("600000")),
+        (
+            &format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"),
+            Some(&format!("{black_hole}/v1/{path}")),
+        ),
+        (
+            &format!("OTEL_EXPORTER_OTLP_{signal}_TIMEOUT"),
+            Some("600000"),
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            Some(&receiver.http_endpoint()),
+        ),
+        ("OTEL_METRIC_EXPORT_INTERVAL", Some("100")),
+        ("OTEL_MONITOR_HOST_METRICS", Some("false")),
+    ]);
+    let telemetry = Telemetry::builder()
+        .tracing_subscriber(false)
+        // The hung export holds the processor's shutdown; the test does not wait for it.
+        .shutdown_timeout(Duration::from_millis(100))
+        .init()
+        .unwrap();
+    emit(&telemetry, 512);
+    support::wait_for_blocking(
+        "the first batch taken for export",
+        Duration::from_secs(10),
+        || (processed_by_error(&receiver, metric).get(&None) == Some(&512)).then_some(()),
+    );
+    emit(&telemetry, 2048 + 100);
+    // A metric export collected after the last record: the second one to arrive from now on.
+    let (exports, _) = receiver.received_requests();
+    support::wait_for_blocking("two more metric exports", Duration::from_secs(10), || {
+        (receiver.received_requests().0 >= exports + 2).then_some(())
+    });
+    processed_by_error(&receiver, metric)
+}
+
+fn expected_drops() -> BTreeMap<Option<String>, i64> {
+    BTreeMap::from([(None, 512), (Some("queue_full".to_owned()), 100)])
+}
+
+#[test]
+fn without_otel_bsp_max_queue_size_2048_spans_wait_behind_a_hung_export() {
+    let by_error = drops_from_a_default_queue(
+        "BSP",
+        "TRACES",
+        "otel.sdk.processor.span.processed",
+        |telemetry, count| {
+            let tracer = telemetry.tracer_provider().unwrap().tracer("app");
+            for _ in 0..count {
+                opentelemetry::trace::Tracer::in_span(&tracer, "queued", |_| {});
+            }
+        },
+    );
+    assert_eq!(by_error, expected_drops());
+}
+
+#[test]
+fn without_otel_blrp_max_queue_size_2048_log_records_wait_behind_a_hung_export() {
+    let by_error = drops_from_a_default_queue(
+        "BLRP",
+        "LOGS",
+        "otel.sdk.processor.log.processed",
+        |telemetry, count| {
+            use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
+
+            let logger = telemetry.logger_provider().unwrap().logger("app");
+            for _ in 0..count {
+                let mut record = logger.create_log_record();
+                record.set_body("queued".into());
+                logger.emit(record);
+            }
+        },
+    );
+    assert_eq!(by_error, expected_drops());
 }
