@@ -337,4 +337,143 @@ mod tests {
         assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
         assert!(!platform_roots().is_empty());
     }
+
+    /// Set in a process [`rerun_with`] starts: the test runs its own assertions there.
+    const RERUN: &str = "OTEL_MONITOR_TEST_RERUN";
+    /// In such a process, the CA certificate (PEM) its platform store was given.
+    const RERUN_CA: &str = "OTEL_MONITOR_TEST_RERUN_CA";
+
+    /// Runs the test `name` of this test binary again, in a process of its own whose
+    /// environment has no `SSL_CERT_FILE` or `SSL_CERT_DIR` (this machine sets both) but `env`.
+    /// `platform_roots` reads the platform's store once per process, from those variables, and
+    /// a test cannot set them safely while other tests of its process run (`cargo test` runs
+    /// them as threads of one process; nextest gives each its own, but neither is assumed).
+    fn rerun_with(name: &str, env: &[(&str, &Path)]) {
+        let test = format!("{}::{name}", module_path!().split_once("::").unwrap().1);
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([test.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR")
+            .envs(env.iter().map(|(name, path)| (name, path.as_os_str())))
+            .env(RERUN, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        // The filter matched one test, and it passed.
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "{test} with {env:?}: {}\n{stdout}\n{stderr}",
+            output.status
+        );
+    }
+
+    /// A fresh directory for one test's files, in a process of its own.
+    fn scratch_dir(test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("otel-monitor-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// What a certificate becomes in a root store.
+    fn anchor(certificate: CertificateDer<'static>) -> rustls::pki_types::TrustAnchor<'static> {
+        let mut store = RootCertStore::empty();
+        store.add(certificate).unwrap();
+        store.roots.remove(0)
+    }
+
+    #[test]
+    fn with_an_empty_platform_store_every_mozilla_root_is_still_trusted() {
+        if std::env::var_os(RERUN).is_none() {
+            // A scratch container: no certificate in the platform's file or directory.
+            let dir = scratch_dir("empty-trust-store");
+            let (file, certs) = (dir.join("ca-certificates.crt"), dir.join("certs"));
+            std::fs::write(&file, "").unwrap();
+            std::fs::create_dir(&certs).unwrap();
+            rerun_with(
+                "with_an_empty_platform_store_every_mozilla_root_is_still_trusted",
+                &[("SSL_CERT_FILE", &file), ("SSL_CERT_DIR", &certs)],
+            );
+            std::fs::remove_dir_all(dir).unwrap();
+            return;
+        }
+        let native = rustls_native_certs::load_native_certs();
+        assert!(
+            native.certs.is_empty() && native.errors.is_empty(),
+            "{native:?}"
+        );
+        assert_eq!(platform_roots().roots, webpki_roots::TLS_SERVER_ROOTS);
+        // And an HTTP/protobuf client trusts them.
+        resolve(&[]).unwrap().rustls_config(true).unwrap();
+    }
+
+    #[test]
+    fn a_ca_in_ssl_cert_file_or_ssl_cert_dir_is_trusted_beside_every_mozilla_root() {
+        if std::env::var_os(RERUN).is_none() {
+            let dir = scratch_dir("platform-ca");
+            let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "otel-monitor corporate test CA");
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            let key = rcgen::KeyPair::generate().unwrap();
+            let ca = params.self_signed(&key).unwrap();
+            let (file, certs) = (dir.join("corporate-ca.pem"), dir.join("certs"));
+            std::fs::write(&file, ca.pem()).unwrap();
+            std::fs::create_dir(&certs).unwrap();
+            std::fs::write(certs.join("corporate-ca.pem"), ca.pem()).unwrap();
+            let name = "a_ca_in_ssl_cert_file_or_ssl_cert_dir_is_trusted_beside_every_mozilla_root";
+            rerun_with(name, &[("SSL_CERT_FILE", &file), (RERUN_CA, &file)]);
+            rerun_with(name, &[("SSL_CERT_DIR", &certs), (RERUN_CA, &file)]);
+            std::fs::remove_dir_all(dir).unwrap();
+            return;
+        }
+        let pem = std::fs::read(std::env::var_os(RERUN_CA).unwrap()).unwrap();
+        let ca = anchor(CertificateDer::from_pem_slice(&pem).unwrap());
+        let roots = &platform_roots().roots;
+        // The platform's one CA, then Mozilla's roots, every one of them.
+        assert_eq!(roots.len(), 1 + webpki_roots::TLS_SERVER_ROOTS.len());
+        assert_eq!(roots[0], ca);
+        assert_eq!(roots[1..], *webpki_roots::TLS_SERVER_ROOTS);
+    }
+
+    #[test]
+    fn the_platform_store_and_mozillas_roots_are_both_trusted() {
+        // The platform's store as this process finds it (this machine's bundle).
+        let mut platform = RootCertStore::empty();
+        platform.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        assert!(!platform.is_empty());
+        let roots = &platform_roots().roots;
+        assert_eq!(
+            roots.len(),
+            platform.len() + webpki_roots::TLS_SERVER_ROOTS.len()
+        );
+        assert_eq!(roots[..platform.len()], platform.roots);
+        assert_eq!(roots[platform.len()..], *webpki_roots::TLS_SERVER_ROOTS);
+    }
+
+    #[test]
+    fn grpc_trusts_the_platform_store_and_mozillas_roots_unless_a_ca_is_configured() {
+        // tonic loads both stores itself when it connects: its configuration says it will.
+        let config = format!("{:?}", resolve(&[]).unwrap().tonic_config());
+        assert!(config.contains("with_native_roots: true"), "{config}");
+        assert!(config.contains("with_webpki_roots: true"), "{config}");
+
+        let dir = scratch_dir("grpc-ca");
+        let ca = dir.join("ca.pem");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&ca, params.self_signed(&key).unwrap().pem()).unwrap();
+        let config = format!(
+            "{:?}",
+            resolve(&[("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap())])
+                .unwrap()
+                .tonic_config()
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+        assert!(config.contains("with_native_roots: false"), "{config}");
+        assert!(config.contains("with_webpki_roots: false"), "{config}");
+    }
 }
