@@ -796,3 +796,153 @@ fn a_key_file_without_a_pem_key_fails_start_up_naming_the_variable_and_the_path(
         exit.output
     );
 }
+
+/// Every signal arrives over TLS with no `OTEL_EXPORTER_OTLP_CERTIFICATE`, trusting the collector
+/// through the platform's store as `env` sets it (the service's environment has no other
+/// `SSL_CERT_*`: the example support starts it with a clear environment).
+async fn every_signal_arrives_through_the_platform_store(pki: &TestPki, env: &[(&str, &str)]) {
+    for protocol in PROTOCOLS {
+        let receiver = tls_receiver(pki.server_tls()).await;
+        let endpoint = receiver.endpoint(protocol);
+        let exit = serve(protocol, &endpoint, env, 2).await;
+        assert_every_signal_arrived(&receiver, protocol, 2);
+        assert_eq!(
+            export_warnings(&exit),
+            Vec::<&str>::new(),
+            "{protocol} with {env:?}"
+        );
+        assert_eq!(receiver.failed_handshakes(), 0, "{protocol} with {env:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_configured_ca_a_collector_signed_by_a_ca_in_ssl_cert_file_is_trusted() {
+    let pki = TestPki::generate();
+    let ca = pki.ca_path();
+    every_signal_arrives_through_the_platform_store(
+        &pki,
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_configured_ca_a_collector_signed_by_a_ca_in_ssl_cert_dir_is_trusted() {
+    let pki = TestPki::generate();
+    // A directory of CA certificates, as operations teams keep them (`/etc/ssl/certs`); the
+    // platform store reads every file in it, not only OpenSSL's `<subject hash>.0` names.
+    let dir =
+        std::env::temp_dir().join(format!("otel-monitor-ssl-cert-dir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::copy(pki.ca_path(), dir.join("otel-test-ca.pem")).unwrap();
+    every_signal_arrives_through_the_platform_store(
+        &pki,
+        &[("SSL_CERT_DIR", dir.to_str().unwrap())],
+    )
+    .await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A collector speaking TLS 1.2 only that requires a client certificate signed by the test CA;
+/// it completes no handshake without one and counts the handshakes it refused. (Under TLS 1.2
+/// the server refuses a client without a certificate before the client's handshake is done,
+/// so the client reads the server's alert; under TLS 1.3, as the support receiver speaks, it
+/// may see a closed connection instead.)
+struct Tls12MutualCollector {
+    port: u16,
+    refused: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Tls12MutualCollector {
+    async fn start(pki: &TestPki) -> Self {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let tls = pki.mutual_server_tls();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut clients = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(tls.client_ca_pem.unwrap().as_bytes()) {
+            clients.add(cert.unwrap()).unwrap();
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(clients),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                CertificateDer::pem_slice_iter(tls.cert_pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .unwrap(),
+                PrivateKeyDer::from_pem_slice(tls.key_pem.as_bytes()).unwrap(),
+            )
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = refused.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, counted) = (acceptor.clone(), counted.clone());
+                tokio::spawn(async move {
+                    if acceptor.accept(tcp).await.is_err() {
+                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            refused,
+            task,
+        }
+    }
+
+    fn refused(&self) -> usize {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Tls12MutualCollector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_requiring_a_client_certificate_is_named_in_the_warning_of_each_signal() {
+    let pki = TestPki::generate();
+    let ca = pki.ca_path();
+    for protocol in PROTOCOLS {
+        let collector = Tls12MutualCollector::start(&pki).await;
+        let endpoint = format!("https://localhost:{}", collector.port);
+        let exit = serve_until(
+            protocol,
+            &endpoint,
+            &[("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap())],
+            1,
+            &EVERY_SIGNAL_WARNED,
+        )
+        .await;
+        assert!(collector.refused() > 0, "{protocol}: no handshake refused");
+        for signal in ["traces", "metrics", "logs"] {
+            let warning = export_warnings(&exit)
+                .into_iter()
+                .find(|line| line.contains(&format!("cannot export {signal} to")))
+                .unwrap_or_else(|| panic!("{protocol}: no {signal} warning:\n{}", exit.output));
+            assert!(warning.contains(&endpoint), "{protocol}: {warning}");
+            assert!(
+                warning.contains(
+                    "client certificate required by the collector (mutual TLS), none configured"
+                ),
+                "{protocol}: {warning}"
+            );
+        }
+    }
+}
