@@ -1,6 +1,7 @@
 //! The README's first command, `scripts/run-example`, run as a newcomer runs it: nothing
 //! configured, a local collector started by the script, a `collector |` line for what arrives,
-//! and Ctrl-C (SIGINT to the foreground process group) flushing the last request's telemetry.
+//! and Ctrl-C (SIGINT to the foreground process group) flushing the last request's telemetry;
+//! and, where rotel cannot be installed, the same script printing the telemetry on the console.
 //!
 //! The script's collector listens on the well-known ports 127.0.0.1:4317 and 4318, so this test is
 //! in the nextest group `well-known-ports` (`.config/nextest.toml`): one such test at a time.
@@ -10,7 +11,7 @@ mod support;
 use std::{
     io::{BufRead, BufReader, Read},
     net::{SocketAddr, TcpStream},
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     thread,
@@ -30,10 +31,14 @@ struct RunExample {
 impl RunExample {
     /// Runs the script with nothing configured but `env`.
     fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_in(&PathBuf::from(env!("CARGO_MANIFEST_DIR")), env)
+    }
+
+    /// Runs `root`'s `scripts/run-example` from `root`, with nothing configured but `env`.
+    fn start_in(root: &Path, env: &[(&str, &str)]) -> Self {
         use std::os::unix::process::CommandExt;
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let mut child = Command::new(root.join("scripts/run-example"))
-            .current_dir(&root)
+            .current_dir(root)
             // Nothing configured, as on a fresh machine; the service on a free port.
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("OTEL_TRACES_EXPORTER")
@@ -277,5 +282,159 @@ async fn run_example_exports_to_the_configured_collector_instead_of_starting_one
     assert!(
         !output.contains("Collector: rotel"),
         "no collector of its own:\n{output}"
+    );
+}
+
+/// A stand-in for the repository on a machine where rotel cannot be installed: the real
+/// `scripts/run-example` (a symlink, so the script's `cd "$(dirname ...)/.."` lands here), a
+/// `scripts/install-rotel` that fails as it does without PyPI, and `target` linked to the
+/// repository's, so the script runs the repository's `target/debug/examples/service`.
+///
+/// The script's `cargo build` goes through a `cargo` first on `PATH` that runs the real cargo in
+/// the repository itself. Building in this directory instead, from symlinked sources, is a new
+/// package path to cargo: it compiles otel-monitor again for every temporary directory (a build of
+/// the library alone from such a directory took 77 s on the 2-core machine, with the example still
+/// to build and link), leaves that copy in `target`, and replaces the
+/// `target/debug/examples/service` that other tests run.
+struct CheckoutWithoutRotel {
+    root: PathBuf,
+}
+
+impl CheckoutWithoutRotel {
+    fn new() -> Self {
+        use std::os::unix::fs::{PermissionsExt, symlink};
+        let repository = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repository.join("target"));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let root = std::env::temp_dir().join(format!(
+            "otel-monitor-no-rotel-{}-{nanos}",
+            std::process::id()
+        ));
+        let checkout = CheckoutWithoutRotel { root };
+        let root = &checkout.root;
+        std::fs::create_dir_all(root.join("scripts")).unwrap();
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        symlink(
+            repository.join("scripts/run-example"),
+            root.join("scripts/run-example"),
+        )
+        .unwrap();
+        symlink(&target, root.join("target")).unwrap();
+        let executable = |path: PathBuf, text: String| {
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        executable(
+            root.join("scripts/install-rotel"),
+            "#!/bin/sh\necho 'install-rotel: pip cannot reach PyPI' >&2\nexit 1\n".to_owned(),
+        );
+        executable(
+            root.join("bin/cargo"),
+            format!(
+                "#!/bin/sh\ncd '{}' && exec '{}' \"$@\"\n",
+                repository.display(),
+                env!("CARGO")
+            ),
+        );
+        // Built beforehand, with the script's own command, so that the script's build is quick
+        // and its output is waited for within the usual deadline.
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--all-features", "--example", "service"])
+            .current_dir(&repository)
+            .status()
+            .expect("cannot run cargo to build the example");
+        assert!(status.success(), "the example service does not build");
+        checkout
+    }
+
+    /// `PATH` with this checkout's `cargo` first.
+    fn path(&self) -> String {
+        format!(
+            "{}:{}",
+            self.root.join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for CheckoutWithoutRotel {
+    fn drop(&mut self) {
+        // Removes the symlinks, not what they point to.
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_example_prints_spans_on_the_console_and_starts_no_collector_when_rotel_cannot_be_installed()
+ {
+    assert!(
+        !port_open(4318) && !port_open(4317),
+        "something already listens on 127.0.0.1:4317/4318: the script would export to it"
+    );
+    let checkout = CheckoutWithoutRotel::new();
+    let script = RunExample::start_in(&checkout.root, &[("PATH", &checkout.path())]);
+    script
+        .wait_for_line(&[
+            "rotel could not be installed (is PyPI reachable?): printing telemetry on the console.",
+        ])
+        .await;
+    script
+        .wait_for_line(&[
+            "telemetry pipeline ready",
+            "traces=console (stdout) metrics=console (stdout)",
+        ])
+        .await;
+    let base = script.service_url().await;
+    assert!(
+        !port_open(4318) && !port_open(4317),
+        "no collector is started:\n{}",
+        script.output()
+    );
+
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let traceparent = format!("00-{trace_id}-b7ad6b7169203331-01");
+    let (status, _, _) = get(
+        &format!("{base}/users/42"),
+        &[("traceparent", &traceparent)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The console exporter's record of the request's span: its name, then this request's trace.
+    wait_for(
+        "the request's span printed by the console exporter",
+        DEADLINE,
+        || {
+            let output = script.output();
+            let lines: Vec<&str> = output.lines().map(str::trim).collect();
+            lines
+                .windows(2)
+                .any(|pair| {
+                    pair == [
+                        "Name         : GET /users/{id}",
+                        &format!("TraceId      : {trace_id}"),
+                    ]
+                })
+                .then_some(())
+        },
+    )
+    .await;
+
+    let output = script.output.clone();
+    let status = script.stop().await;
+    let output = output.lock().unwrap().clone();
+    assert!(status.success(), "{status}:\n{output}");
+    assert!(!output.contains("Collector: rotel"), "{output}");
+    assert!(!output.contains("panicked"), "{output}");
+    // The request's duration is on the console too, at the latest in the flush at Ctrl-C.
+    assert!(
+        output
+            .lines()
+            .any(|line| line.trim() == "Name         : http.server.request.duration"),
+        "no http.server.request.duration on the console:\n{output}"
     );
 }
