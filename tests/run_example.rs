@@ -370,7 +370,7 @@ impl Drop for CheckoutWithoutRotel {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn run_example_prints_spans_on_the_console_and_starts_no_collector_when_rotel_cannot_be_installed()
+async fn run_example_prints_every_signal_on_the_console_and_starts_no_collector_when_rotel_cannot_be_installed()
  {
     assert!(
         !port_open(4318) && !port_open(4317),
@@ -386,7 +386,7 @@ async fn run_example_prints_spans_on_the_console_and_starts_no_collector_when_ro
     script
         .wait_for_line(&[
             "telemetry pipeline ready",
-            "traces=console (stdout) metrics=console (stdout)",
+            "traces=console (stdout) metrics=console (stdout) logs=console (stdout)",
         ])
         .await;
     let base = script.service_url().await;
@@ -430,6 +430,8 @@ async fn run_example_prints_spans_on_the_console_and_starts_no_collector_when_ro
     assert!(status.success(), "{status}:\n{output}");
     assert!(!output.contains("Collector: rotel"), "{output}");
     assert!(!output.contains("panicked"), "{output}");
+    // Every signal is on the console: nothing is sent to a collector that is not there.
+    assert!(!output.contains("cannot export"), "{output}");
     // The request's duration is on the console too, at the latest in the flush at Ctrl-C.
     assert!(
         output
