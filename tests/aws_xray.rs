@@ -29,7 +29,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 use support::moto::Moto;
 use support::tap::{self, Tap};
-use support::{ExampleService, ReceivedSpan, Rotel};
+use support::{ReceivedSpan, Rotel};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -131,18 +131,7 @@ async fn the_crate_sends_conventional_spans_and_rotel_makes_them_aws_xray_traces
         ],
     );
     let otlp_tap = Tap::start(rotel.http_endpoint()).await;
-    let service = ExampleService::start(&[
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp_tap.endpoint()),
-        ("OTEL_SERVICE_NAME", tap::SERVICE_NAME),
-        ("OTEL_RESOURCE_ATTRIBUTES", tap::RESOURCE_ATTRIBUTES),
-    ]);
-    let port: u16 = service
-        .url("")
-        .rsplit(':')
-        .next()
-        .and_then(|port| port.parse().ok())
-        .expect("the service's port");
+    let (service, port) = tap::start_example_service(&otlp_tap);
 
     tap::send_traffic(&service).await;
 

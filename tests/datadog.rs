@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use support::tap::{self, Tap};
-use support::{DatadogIntake, DatadogSpan, ExampleService, ReceivedSpan, Rotel};
+use support::{DatadogIntake, DatadogSpan, ReceivedSpan, Rotel};
 
 const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -64,18 +64,7 @@ async fn the_crate_sends_conventional_spans_and_rotel_shows_them_in_datadog_as_t
         ],
     );
     let tap = Tap::start(rotel.http_endpoint()).await;
-    let service = ExampleService::start(&[
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", &tap.endpoint()),
-        ("OTEL_SERVICE_NAME", tap::SERVICE_NAME),
-        ("OTEL_RESOURCE_ATTRIBUTES", tap::RESOURCE_ATTRIBUTES),
-    ]);
-    let port: u16 = service
-        .url("")
-        .rsplit(':')
-        .next()
-        .and_then(|port| port.parse().ok())
-        .expect("the service's port");
+    let (service, port) = tap::start_example_service(&tap);
 
     tap::send_traffic(&service).await;
 

@@ -201,6 +201,24 @@ pub const REMOTE_PARENT_ID: &str = "00f067aa0ba902b7";
 pub const SERVICE_NAME: &str = "checkout";
 pub const RESOURCE_ATTRIBUTES: &str = "deployment.environment.name=staging,service.version=1.2.3";
 
+/// The example service exporting OTLP/HTTP through `tap` under [`SERVICE_NAME`] and
+/// [`RESOURCE_ATTRIBUTES`], and the port it serves on (the spans' `server.port`).
+pub fn start_example_service(tap: &Tap) -> (crate::support::ExampleService, u16) {
+    let service = crate::support::ExampleService::start(&[
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &tap.endpoint()),
+        ("OTEL_SERVICE_NAME", SERVICE_NAME),
+        ("OTEL_RESOURCE_ATTRIBUTES", RESOURCE_ATTRIBUTES),
+    ]);
+    let port = service
+        .url("")
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .expect("the service's port");
+    (service, port)
+}
+
 /// The spans the crate sent for [`send_traffic`]'s requests.
 pub struct TrafficSpans {
     /// `GET /users/42` (200), under the remote parent of its `traceparent`.
