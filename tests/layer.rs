@@ -75,6 +75,7 @@ impl Monitored {
             )
             .route("/slow", get(slow))
             .route("/stream", get(stream))
+            .route("/sized-stream", get(sized_stream))
             .route("/empty", get(|| async { StatusCode::NO_CONTENT }))
             .route("/health", get(|| async { "ok" }))
             .route(
@@ -190,6 +191,16 @@ struct Chunks {
 async fn slow() -> &'static str {
     tokio::time::sleep(Duration::from_secs(30)).await;
     "late"
+}
+
+/// Two chunks of a stream whose length the handler states in `Content-Length`: hyper stops
+/// polling the body once that many bytes are out.
+async fn sized_stream() -> impl axum::response::IntoResponse {
+    let chunks = futures_util::stream::iter(
+        ["hello ", "world"]
+            .map(|chunk| Ok::<_, std::convert::Infallible>(Bytes::from_static(chunk.as_bytes()))),
+    );
+    ([(header::CONTENT_LENGTH, "11")], Body::from_stream(chunks))
 }
 
 async fn stream(axum::extract::Query(params): axum::extract::Query<Chunks>) -> Body {
@@ -785,6 +796,64 @@ async fn a_cancelled_request_ends_its_span_once_and_is_no_longer_active() {
         .await
         .unwrap();
     assert_eq!(app.receiver.spans().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_request_and_a_stream_of_stated_length_end_complete_not_cancelled() {
+    let app = Monitored::start(|layer| layer).await;
+    // HEAD of a GET route: axum drops the handler's body after the layer, and hyper sends none.
+    let (status, _, body) = support::client::send(
+        http::Request::head(format!("http://{}/users/7", app.address))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, body.len()), (StatusCode::OK, 0));
+    // A stream with a stated Content-Length: hyper drops the body once 11 bytes are out.
+    let (status, _, body) = app.get("/sized-stream", &[]).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"hello world"[..]));
+
+    let spans = app.spans(2).await;
+    for name in ["HEAD /users/{id}", "GET /sized-stream"] {
+        let span = support::span_named(&spans, name);
+        assert_eq!(span.attr_str("error.type"), None, "{name}");
+        assert_eq!(
+            span.attr_int("http.response.status_code"),
+            Some(200),
+            "{name}"
+        );
+    }
+    let series = |method: &str, route: &str| {
+        strings(&[
+            &format!(r#"http.request.method="{method}""#),
+            r#"url.scheme="http""#,
+            r#"network.protocol.version="1.1""#,
+            &format!(r#"http.route="{route}""#),
+            "http.response.status_code=200",
+        ])
+    };
+    let duration = app.metric("http.server.request.duration").await;
+    let recorded: BTreeSet<_> = histogram(&duration)
+        .iter()
+        .map(|point| (attribute_set(&point.attributes), point.count))
+        .collect();
+    assert_eq!(
+        recorded,
+        BTreeSet::from([
+            (series("HEAD", "/users/{id}"), 1),
+            (series("GET", "/sized-stream"), 1),
+        ])
+    );
+    let sent = app.metric("http.server.response.body.size").await;
+    assert!(
+        histogram_series(&sent).contains(&(
+            series("GET", "/sized-stream"),
+            1,
+            format!("{:?}", Some(11.0))
+        )),
+        "{:?}",
+        histogram_series(&sent)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

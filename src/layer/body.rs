@@ -94,18 +94,19 @@ impl<B: Body> Body for ResponseBody<B> {
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        let mut sent_all = false;
         if let Some(in_flight) = this.in_flight.as_mut() {
             match &frame {
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
-                        in_flight.on_response_bytes(bytes::Buf::remaining(data));
+                        sent_all = in_flight.on_response_bytes(bytes::Buf::remaining(data));
                     }
                 }
                 Some(Err(_)) => in_flight.on_error(std::any::type_name::<B::Error>()),
                 None => {}
             }
         }
-        let ended = !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream();
+        let ended = sent_all || !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream();
         if ended && let Some(in_flight) = this.in_flight.take() {
             in_flight.complete();
         }

@@ -45,8 +45,10 @@ where
                 if let Some(in_flight) = in_flight.as_mut() {
                     in_flight.on_response(&mut response);
                 }
-                // A body that is empty from the start may never be polled: end the request now.
-                if response.body().is_end_stream()
+                // A response without content may never have its body polled: end it now.
+                if in_flight
+                    .as_mut()
+                    .is_some_and(|in_flight| in_flight.sends_no_content(&response))
                     && let Some(in_flight) = in_flight.take()
                 {
                     in_flight.complete();

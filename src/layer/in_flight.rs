@@ -49,6 +49,9 @@ pub(crate) struct InFlight {
     started_at: SystemTime,
     request_body_bytes: Arc<AtomicU64>,
     response_body_bytes: u64,
+    /// The bytes the response body sends, when its head says: the request completes when they
+    /// are out, as hyper stops polling a body then.
+    response_length: Option<u64>,
     status_code: Option<u16>,
     error_type: Option<Cow<'static, str>>,
     /// The server failed: a 5xx response, or an error from the service or the body.
@@ -102,6 +105,7 @@ impl InFlight {
             started_at,
             request_body_bytes: Arc::default(),
             response_body_bytes: 0,
+            response_length: None,
             status_code: None,
             error_type: None,
             failed: false,
@@ -158,9 +162,27 @@ impl InFlight {
         self.failed = true;
     }
 
-    /// Counts bytes the response body sent.
-    pub(crate) fn on_response_bytes(&mut self, bytes: usize) {
+    /// Notes how many bytes the response body sends, from the response head, and whether that
+    /// is none: an empty body, or a response to HEAD, which has no content (RFC 9110, 9.3.2;
+    /// axum replaces its body after this layer, and hyper drops it unpolled). Otherwise the
+    /// body's exact size or its `Content-Length`: hyper stops polling a body once that many
+    /// bytes are out, without the final poll that would say it ended.
+    pub(crate) fn sends_no_content<B: http_body::Body>(&mut self, response: &Response<B>) -> bool {
+        if self.facts.method == "HEAD" || response.body().is_end_stream() {
+            return true;
+        }
+        self.response_length = response.body().size_hint().exact().or_else(|| {
+            let length = response.headers().get(http::header::CONTENT_LENGTH)?;
+            length.to_str().ok()?.parse().ok()
+        });
+        self.response_length == Some(0)
+    }
+
+    /// Counts bytes the response body sent; `true` once it sent all the head said it would.
+    pub(crate) fn on_response_bytes(&mut self, bytes: usize) -> bool {
         self.response_body_bytes += bytes as u64;
+        self.response_length
+            .is_some_and(|length| self.response_body_bytes >= length)
     }
 
     /// Ends the request: the response, or the error, went out whole.
