@@ -289,15 +289,7 @@ const INSTRUMENTS: [(&str, &str, Kind, Number, &[&str]); 19] = [
 fn allowed_values(metric: &str, key: &str) -> Option<&'static [&'static str]> {
     match (metric, key) {
         ("process.cpu.time" | "process.cpu.utilization", "cpu.mode") => Some(&["user", "system"]),
-        (_, "cpu.mode") => Some(&[
-            "user",
-            "nice",
-            "system",
-            "idle",
-            "iowait",
-            "interrupt",
-            "steal",
-        ]),
+        (_, "cpu.mode") => Some(&CPU_MODES),
         (_, "system.memory.state") => Some(&["used", "free", "cached", "buffers"]),
         (_, "network.io.direction") => Some(&["receive", "transmit"]),
         (_, "system.filesystem.state") => Some(&["used", "free"]),

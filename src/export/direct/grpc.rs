@@ -43,7 +43,7 @@ impl GrpcTransport {
     ) -> Result<Self, ExporterBuildError> {
         Ok(Self {
             channel: channel(destination, runtime)?,
-            metadata: metadata(destination),
+            metadata: MetadataMap::from_headers(super::export_headers(destination)),
             compression: (destination.compression == Compression::Gzip)
                 .then_some(CompressionEncoding::Gzip),
             timeout: destination.timeout,
@@ -113,15 +113,6 @@ async fn call(
             (described, verdict)
         })?;
     Ok(response.into_inner())
-}
-
-/// The configured headers as gRPC metadata, with otel-monitor's `user-agent` unless they set one.
-fn metadata(destination: &Destination) -> MetadataMap {
-    let mut headers: http::HeaderMap = destination.headers.0.iter().cloned().collect();
-    headers
-        .entry(http::header::USER_AGENT)
-        .or_insert(http::HeaderValue::from_static(super::USER_AGENT));
-    MetadataMap::from_headers(headers)
 }
 
 /// What a failed call says: its code, and for a failure of the connection itself, the cause.

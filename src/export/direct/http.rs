@@ -33,14 +33,11 @@ impl HttpTransport {
                 error.to_string(),
             )
         })?;
-        let mut headers: HeaderMap = destination.headers.0.iter().cloned().collect();
+        let mut headers = super::export_headers(destination);
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/x-protobuf"),
         );
-        headers
-            .entry(header::USER_AGENT)
-            .or_insert(HeaderValue::from_static(super::USER_AGENT));
         if destination.compression == Compression::Gzip {
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }

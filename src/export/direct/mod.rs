@@ -42,6 +42,16 @@ const USER_AGENT: &str = concat!(
     " (OTLP span exporter; Rust)"
 );
 
+/// The configured headers of `destination`, with [`USER_AGENT`] unless they set one: what both
+/// transports send with every export (as HTTP headers, or as gRPC metadata).
+fn export_headers(destination: &Destination) -> ::http::HeaderMap {
+    let mut headers: ::http::HeaderMap = destination.headers.0.iter().cloned().collect();
+    headers
+        .entry(::http::header::USER_AGENT)
+        .or_insert(::http::HeaderValue::from_static(USER_AGENT));
+    headers
+}
+
 /// Sends spans to an OTLP endpoint, encoded straight from `SpanData`.
 #[derive(Debug)]
 pub(crate) struct DirectSpanExporter {
