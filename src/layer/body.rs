@@ -12,7 +12,7 @@ use std::{
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::in_flight::InFlight;
+use super::{error_type, future::EndOnPanic, in_flight::InFlight};
 
 pin_project! {
     /// The request body the inner service reads: the inner body, counting the bytes read
@@ -70,7 +70,8 @@ impl<B: Body> Body for RequestBody<B> {
 
 pin_project! {
     /// The response body the client receives: the inner body, counting the bytes sent, and
-    /// ending the request's span and metrics after its last frame (or when it is dropped).
+    /// ending the request's span and metrics after its last frame (or when it is dropped, as
+    /// cancelled; or when the inner body panics, as failed with `error.type` `panic`).
     pub struct ResponseBody<B> {
         #[pin]
         inner: B,
@@ -84,7 +85,11 @@ impl<B> ResponseBody<B> {
     }
 }
 
-impl<B: Body> Body for ResponseBody<B> {
+impl<B> Body for ResponseBody<B>
+where
+    B: Body,
+    B::Error: 'static,
+{
     type Data = B::Data;
     type Error = B::Error;
 
@@ -93,7 +98,10 @@ impl<B: Body> Body for ResponseBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        let guard = EndOnPanic::arm(this.in_flight.take());
+        let poll = this.inner.as_mut().poll_frame(cx);
+        *this.in_flight = guard.disarm();
+        let frame = ready!(poll);
         let mut sent_all = false;
         if let Some(in_flight) = this.in_flight.as_mut() {
             match &frame {
@@ -102,7 +110,7 @@ impl<B: Body> Body for ResponseBody<B> {
                         sent_all = in_flight.on_response_bytes(bytes::Buf::remaining(data));
                     }
                 }
-                Some(Err(_)) => in_flight.on_error(std::any::type_name::<B::Error>()),
+                Some(Err(error)) => in_flight.on_error(error_type::of(error)),
                 None => {}
             }
         }

@@ -8,6 +8,7 @@
 //! the life of one request, from its span's start to the last metric, in `in_flight.rs`.
 
 mod body;
+mod error_type;
 mod extractor;
 mod future;
 mod in_flight;

@@ -33,6 +33,9 @@ impl<S> MonitorService<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for MonitorService<S>
 where
     S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
+    // To read what a failed request's error is (`error.type`); every error a server can take
+    // (`Infallible`, tower's `BoxError`, `hyper::Error`) is `'static`.
+    S::Error: 'static,
     ResBody: http_body::Body,
 {
     type Response = Response<ResponseBody<ResBody>>;
