@@ -78,6 +78,8 @@ struct State {
     lost_since_success: u64,
     failed: Schedule,
     rejected: Schedule,
+    /// Spans dropped for being too large to send (see [`FailureReport::too_large`]).
+    too_large: Schedule,
     /// Why the last request failed, when the client said more than the exporter passed on.
     cause: Option<String>,
 }
@@ -221,6 +223,29 @@ impl FailureReport {
         }
     }
 
+    /// A span named `name` was dropped: a request holding it alone would be `size` bytes, over
+    /// the `limit` a request may be. Counted with `error.type=too_large` (a constant: the span
+    /// and its size are in the warning, not in the metric); warned at once, then at most once a
+    /// minute with the count since. The exports go on, so it is not a loss "since the last
+    /// success".
+    pub(crate) fn too_large(&self, name: &str, size: usize, limit: usize) {
+        self.too_large_at(name, size, limit, Instant::now());
+    }
+
+    /// [`too_large`](Self::too_large), at `now` (the tests' clock).
+    fn too_large_at(&self, name: &str, size: usize, limit: usize, now: Instant) {
+        self.count(1, Some(TOO_LARGE));
+        if let Some(lost) = self.state().too_large.lose(1, now) {
+            tracing::warn!(
+                target: TARGET,
+                "a span too large to export was dropped: {name:?} makes a request of {size} \
+                 bytes, over the {limit} bytes a collector accepts; {lost} {} dropped as too \
+                 large, next report in at most {}s",
+                self.unit(lost), WARNING_INTERVAL.as_secs(),
+            );
+        }
+    }
+
     /// What `count` items of this signal are called: `1 span`, `3 log records`.
     fn unit(&self, count: u64) -> &'static str {
         match (self.signal, count == 1) {
@@ -233,6 +258,11 @@ impl FailureReport {
         }
     }
 }
+
+/// The `error.type` of a span dropped because it cannot fit in any request: what a receiver
+/// would answer for it (gRPC RESOURCE_EXHAUSTED "message larger than max", HTTP 413 Content Too
+/// Large), said in the terms of the other values here.
+pub(crate) const TOO_LARGE: &str = "too_large";
 
 /// A low-cardinality name for an export error, for `error.type`.
 fn error_type(error: &OTelSdkError) -> &'static str {
@@ -504,6 +534,36 @@ mod tests {
                 "the collector at https://collector:4318/v1/traces rejected part of a traces \
                  export: span too large; 4 spans rejected, next report in at most 60s \
                  rejected_spans=1",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_span_too_large_to_send_is_warned_once_then_once_a_minute_and_is_no_failed_export() {
+        let traces = report(SignalKind::Traces);
+        let start = Instant::now();
+        let limit = 4 << 20;
+        let console = lines(|| {
+            traces.too_large_at("GET /upload", 5_242_951, limit, start);
+            traces.too_large_at("GET /upload", 5_000_000, limit, start + 30 * SECOND);
+            traces.too_large_at("other", 4_200_000, limit, start + 40 * SECOND);
+            // The exports around them succeed: nothing to say "again" about.
+            traces.delivered_at(10, 0, "", start + 41 * SECOND);
+            traces.too_large_at("GET /upload", 6_000_000, limit, start + 60 * SECOND);
+        });
+        let messages: Vec<&str> = console
+            .iter()
+            .map(|line| line.split_once("otel_monitor::export: ").unwrap().1)
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                "a span too large to export was dropped: \"GET /upload\" makes a request of \
+                 5242951 bytes, over the 4194304 bytes a collector accepts; 1 span dropped as \
+                 too large, next report in at most 60s",
+                "a span too large to export was dropped: \"GET /upload\" makes a request of \
+                 6000000 bytes, over the 4194304 bytes a collector accepts; 3 spans dropped as \
+                 too large, next report in at most 60s",
             ]
         );
     }
