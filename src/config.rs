@@ -32,6 +32,11 @@ pub(crate) const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
 pub(crate) const OTEL_MONITOR_HOST_METRICS: &str = "OTEL_MONITOR_HOST_METRICS";
 /// `OTEL_MONITOR_HOST_METRICS_GROUPS`: which groups of host and process metrics to report.
 pub(crate) const OTEL_MONITOR_HOST_METRICS_GROUPS: &str = "OTEL_MONITOR_HOST_METRICS_GROUPS";
+/// `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`: the most characters of a span attribute's value.
+pub(crate) const OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str =
+    "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT";
+/// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`: the same for the attributes of every signal.
+pub(crate) const OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT";
 
 /// Where a signal is exported. A signal can go to several; none at all turns it off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,6 +346,38 @@ impl Settings {
     }
 }
 
+/// The span attribute value length limit the environment sets, read through `env`:
+/// `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, else `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`, else
+/// `None` (the specification v1.44.0, "Attribute Limits": the model-specific limit first, then the
+/// general one). The OpenTelemetry SDK does not read either. As it reads its count limits
+/// (`OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT`), and as the specification asks of a numeric value it
+/// cannot use, a value that is not a non-negative integer is ignored as if unset, here with a
+/// warning; empty is unset.
+pub(crate) fn span_attribute_value_length_limit(
+    env: impl Fn(&str) -> Option<String>,
+    warnings: &mut Warnings,
+) -> Option<usize> {
+    [
+        OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+        OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT,
+    ]
+    .into_iter()
+    .find_map(|variable| {
+        let value = env(variable)?;
+        let value = value.trim();
+        if value.is_empty() {
+            return None;
+        }
+        let limit = value.parse().ok();
+        if limit.is_none() {
+            warnings.push(format!(
+                "{variable}={value:?} is not a non-negative integer: ignored"
+            ));
+        }
+        limit
+    })
+}
+
 /// Reads `variable` through `env` and parses it; unset and empty are `None`, and a value the
 /// parser refuses is an error naming the variable and the `expected` values.
 fn parse<T>(
@@ -595,6 +632,31 @@ mod tests {
             assert_eq!(error.variable, variable);
             assert_eq!(error.value, value);
             assert_eq!(error.expected, expected);
+        }
+    }
+
+    #[test]
+    fn the_span_value_length_limit_comes_before_the_general_one_and_invalid_values_are_unset() {
+        let read = |vars: &[(&str, &str)]| {
+            let vars: HashMap<&str, &str> = vars.iter().copied().collect();
+            let mut warnings = Warnings::default();
+            let limit = span_attribute_value_length_limit(
+                |name| vars.get(name).map(|value| value.to_string()),
+                &mut warnings,
+            );
+            (limit, warnings.0.len())
+        };
+        let span = OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT;
+        let general = OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT;
+        assert_eq!(read(&[]), (None, 0));
+        assert_eq!(read(&[(span, "100"), (general, "50")]), (Some(100), 0));
+        assert_eq!(read(&[(general, "50")]), (Some(50), 0));
+        assert_eq!(read(&[(span, " 0 ")]), (Some(0), 0));
+        assert_eq!(read(&[(span, ""), (general, "50")]), (Some(50), 0));
+        for invalid in ["-1", "abc", "1.5", "1e3", "99999999999999999999999"] {
+            assert_eq!(read(&[(span, invalid), (general, "50")]), (Some(50), 1));
+            assert_eq!(read(&[(span, invalid)]), (None, 1), "{invalid}");
+            assert_eq!(read(&[(span, invalid), (general, invalid)]), (None, 2));
         }
     }
 }

@@ -26,7 +26,11 @@ use opentelemetry_http::HeaderInjector;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_semantic_conventions::attribute::{ERROR_TYPE, HTTP_RESPONSE_STATUS_CODE};
 
-use super::{Shared, extractor::RequestHeaders, request::RequestFacts, request::record_headers};
+use super::{
+    Shared,
+    extractor::RequestHeaders,
+    request::{RequestFacts, record_headers, truncated},
+};
 use crate::http_metrics::Series;
 
 /// `error.type` of a request whose client went away before the response ended.
@@ -57,7 +61,7 @@ pub(crate) struct InFlight {
     /// The server failed: a 5xx response, or an error from the service or the body.
     failed: bool,
     completed: bool,
-    /// The path, kept for the access log when it is on.
+    /// The path, kept for the access log when it is on, cut as its span attribute is.
     path: Option<String>,
 }
 
@@ -65,7 +69,7 @@ impl InFlight {
     /// Starts the span of `request` as a child of the context its headers carry, and counts
     /// the request as active.
     pub(crate) fn start<B>(shared: Arc<Shared>, request: &Request<B>) -> Self {
-        let facts = RequestFacts::of(request, &shared.routes);
+        let facts = RequestFacts::of(request);
         let extractor = RequestHeaders(request.headers());
         let parent = match &shared.propagator {
             Some(propagator) => propagator.extract(&extractor),
@@ -81,10 +85,14 @@ impl InFlight {
                 .span_builder(facts.span_name.clone())
                 .with_kind(SpanKind::Server)
                 .with_start_time(started_at)
-                .with_attributes(facts.sampling_attributes(request))
+                .with_attributes(facts.sampling_attributes(request, shared.value_length_limit))
                 .start_with_context(&shared.tracer, &parent);
             if span.is_recording() {
-                span.set_attributes(facts.recording_attributes(request, &shared.request_headers));
+                span.set_attributes(facts.recording_attributes(
+                    request,
+                    &shared.request_headers,
+                    shared.value_length_limit,
+                ));
             } else if !span.span_context().is_valid()
                 && !parent.span().span_context().is_valid()
                 && !parent.is_telemetry_suppressed()
@@ -110,7 +118,9 @@ impl InFlight {
             error_type: None,
             failed: false,
             completed: false,
-            path: shared.access_log.then(|| request.uri().path().to_owned()),
+            path: shared
+                .access_log
+                .then(|| truncated(request.uri().path(), shared.value_length_limit).to_owned()),
             shared,
         }
     }
@@ -145,6 +155,7 @@ impl InFlight {
                 record_headers(
                     response.headers(),
                     &self.shared.response_headers,
+                    self.shared.value_length_limit,
                     &mut attributes,
                 );
                 span.set_attributes(attributes);

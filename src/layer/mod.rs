@@ -4,8 +4,9 @@
 //! One file per piece, as tower-http lays out its middleware: the layer and its builder here,
 //! the [`MonitorService`] in `service.rs`, the [`ResponseFuture`] in `future.rs`, the body
 //! wrappers in `body.rs`, the trace context read from the headers in `extractor.rs`, what is
-//! read from a request in `request.rs`, the span names made once per route in `routes.rs`, and
-//! the life of one request, from its span's start to the last metric, in `in_flight.rs`.
+//! read from a request in `request.rs` (cut to the attribute value length limit), the span names
+//! made once per route for the whole process in `routes.rs`, and the life of one request, from
+//! its span's start to the last metric, in `in_flight.rs`.
 
 mod body;
 mod error_type;
@@ -36,7 +37,13 @@ use opentelemetry::{
 use opentelemetry_semantic_conventions::SCHEMA_URL;
 use tower_layer::Layer;
 
-use crate::http_metrics::HttpServerMetrics;
+use crate::{config, http_metrics::HttpServerMetrics};
+
+/// The attribute value length limit, in characters, when neither the builder nor the environment
+/// sets one: longer than nearly every real URL (browsers and CDNs stop near 2,000) and user
+/// agent (a few hundred), and small enough that the values a client controls, five strings and
+/// the recorded headers, keep a span within a few tens of KiB.
+const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT: usize = 2048;
 
 /// Headers whose values are never recorded, even when listed: they carry credentials.
 const NEVER_RECORDED: [HeaderName; 4] = [
@@ -67,6 +74,11 @@ const NEVER_RECORDED: [HeaderName; 4] = [
 /// asking it for spans after the first request and passes the incoming trace context through
 /// unchanged; the metrics are recorded as before.
 ///
+/// What a client sends cannot make a span large: every attribute value it controls is cut to
+/// 2,048 characters unless configured otherwise (see
+/// [`attribute_value_length_limit`](MonitorLayerBuilder::attribute_value_length_limit)), and a
+/// recorded header keeps its first 8 values.
+///
 /// ```
 /// use axum::{Router, routing::get};
 /// use otel_monitor::MonitorLayer;
@@ -96,7 +108,8 @@ pub(crate) struct Shared {
     pub(crate) response_headers: Box<[(HeaderName, Key)]>,
     pub(crate) inject_trace_context: bool,
     pub(crate) access_log: bool,
-    pub(crate) routes: routes::Routes,
+    /// The most characters of an attribute value a client controls.
+    pub(crate) value_length_limit: usize,
 }
 
 impl MonitorLayer {
@@ -137,6 +150,7 @@ impl fmt::Debug for MonitorLayer {
             .field("response_headers", &self.shared.response_headers)
             .field("inject_trace_context", &self.shared.inject_trace_context)
             .field("access_log", &self.shared.access_log)
+            .field("value_length_limit", &self.shared.value_length_limit)
             .finish_non_exhaustive()
     }
 }
@@ -161,6 +175,7 @@ pub struct MonitorLayerBuilder {
     response_headers: Vec<HeaderName>,
     inject_trace_context: bool,
     access_log: bool,
+    value_length_limit: Option<usize>,
 }
 
 impl MonitorLayerBuilder {
@@ -200,7 +215,10 @@ impl MonitorLayerBuilder {
     /// Records these request headers as `http.request.header.<name>` span attributes.
     ///
     /// `authorization`, `cookie`, `set-cookie` and `proxy-authorization` are never recorded;
-    /// names that are not valid header names are ignored.
+    /// names that are not valid header names are ignored. Each attribute is an array of the
+    /// header's values in the order received, at most the first 8 (a client can repeat a header
+    /// thousands of times), each cut to the
+    /// [attribute value length limit](Self::attribute_value_length_limit).
     pub fn record_request_headers<I, N>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = N>,
@@ -211,7 +229,9 @@ impl MonitorLayerBuilder {
     }
 
     /// Records these response headers as `http.response.header.<name>` span attributes, with
-    /// the same exclusions as [`record_request_headers`](Self::record_request_headers).
+    /// the same exclusions and limits as [`record_request_headers`](Self::record_request_headers):
+    /// at most the first 8 values, each cut to the
+    /// [attribute value length limit](Self::attribute_value_length_limit).
     pub fn record_response_headers<I, N>(mut self, names: I) -> Self
     where
         I: IntoIterator<Item = N>,
@@ -236,7 +256,34 @@ impl MonitorLayerBuilder {
         self
     }
 
-    /// Builds the layer, taking the global tracer and meter where none was given.
+    /// Cuts every attribute value a client controls to its first `limit` characters (counted as
+    /// characters, cut at a character boundary): `url.path`, `url.query`,
+    /// `http.request.method_original`, `user_agent.original`, `server.address`,
+    /// `client.address`, each value of the recorded headers, and the path of the access log.
+    /// The other attributes are the service's own route templates and short fixed values.
+    ///
+    /// This overrides the environment, which the layer reads when it is built, as the
+    /// specification names it (v1.44.0): `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, else
+    /// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` (a value that is not a non-negative integer is
+    /// ignored, with a warning), else 2,048 characters. With the default, the values a client
+    /// controls hold at most 5 × 2,048 characters in a span (10 KiB of ASCII, 40 KiB if every
+    /// character took 4 bytes; an IP address beside them), plus at most 8 × 2,048 characters for
+    /// each recorded header. `usize::MAX` keeps every value whole.
+    ///
+    /// ```
+    /// use otel_monitor::MonitorLayer;
+    ///
+    /// let layer = MonitorLayer::builder()
+    ///     .attribute_value_length_limit(1024)
+    ///     .build();
+    /// ```
+    pub fn attribute_value_length_limit(mut self, limit: usize) -> Self {
+        self.value_length_limit = Some(limit);
+        self
+    }
+
+    /// Builds the layer, taking the global tracer and meter where none was given, and the
+    /// attribute value length limit from the environment where none was given.
     pub fn build(self) -> MonitorLayer {
         let scope = || {
             InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
@@ -250,6 +297,17 @@ impl MonitorLayerBuilder {
         let meter = self
             .meter
             .unwrap_or_else(|| global::meter_with_scope(scope()));
+        let value_length_limit = self.value_length_limit.unwrap_or_else(|| {
+            let mut warnings = config::Warnings::default();
+            let limit = config::span_attribute_value_length_limit(
+                |variable| std::env::var(variable).ok(),
+                &mut warnings,
+            );
+            for warning in warnings.0 {
+                tracing::warn!("{warning}");
+            }
+            limit.unwrap_or(DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT)
+        });
         MonitorLayer {
             shared: Arc::new(Shared {
                 tracer,
@@ -261,7 +319,7 @@ impl MonitorLayerBuilder {
                 response_headers: attribute_keys("http.response.header", self.response_headers),
                 inject_trace_context: self.inject_trace_context,
                 access_log: self.access_log,
-                routes: routes::Routes::default(),
+                value_length_limit,
             }),
         }
     }
@@ -274,6 +332,7 @@ impl fmt::Debug for MonitorLayerBuilder {
             .field("response_headers", &self.response_headers)
             .field("inject_trace_context", &self.inject_trace_context)
             .field("access_log", &self.access_log)
+            .field("value_length_limit", &self.value_length_limit)
             .finish_non_exhaustive()
     }
 }

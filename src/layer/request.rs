@@ -1,11 +1,16 @@
 //! What a request tells its span and metrics, named as the HTTP semantic conventions name it.
+//!
+//! Every value a client chooses (the path, the query, an unknown method, the `User-Agent`, the
+//! host it addressed, the recorded headers) is cut to the layer's attribute value length limit
+//! (see [`truncated`]), and a recorded header keeps at most [`MAX_HEADER_VALUES`] values, so
+//! that no request makes a span larger than a bound the service chooses, whatever it sends.
 
 use std::{borrow::Cow, sync::Arc};
 
 use http::{HeaderMap, Method, Request, Version};
 use opentelemetry::{Key, KeyValue, Value};
 
-use super::routes::Routes;
+use super::routes::{ROUTES, Routes};
 use crate::http_metrics::ActiveSeries;
 use opentelemetry_semantic_conventions::attribute::{
     CLIENT_ADDRESS, HTTP_REQUEST_METHOD, HTTP_REQUEST_METHOD_ORIGINAL, HTTP_ROUTE,
@@ -16,6 +21,10 @@ use opentelemetry_semantic_conventions::attribute::{
 /// Query parameters whose values the conventions say to redact by default.
 const SENSITIVE_QUERY_PARAMETERS: [&str; 4] =
     ["AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"];
+
+/// How many values of one recorded header are kept, the first ones: a client can repeat a
+/// header thousands of times, and legitimate repeats (proxies adding a line each) are a few.
+pub(crate) const MAX_HEADER_VALUES: usize = 8;
 
 /// The low-cardinality facts about a request, shared by its span and its metrics.
 #[derive(Debug, Clone)]
@@ -31,7 +40,12 @@ pub(crate) struct RequestFacts {
 }
 
 impl RequestFacts {
-    pub(crate) fn of<B>(request: &Request<B>, routes: &Routes) -> Self {
+    /// The facts of `request`, its span name taken from the process's [`ROUTES`].
+    pub(crate) fn of<B>(request: &Request<B>) -> Self {
+        Self::named_in(request, &ROUTES)
+    }
+
+    fn named_in<B>(request: &Request<B>, routes: &Routes) -> Self {
         let method = known_method(request.method()).unwrap_or("_OTHER");
         let name_method = match method {
             "_OTHER" => "HTTP",
@@ -64,69 +78,88 @@ impl RequestFacts {
         }
     }
 
-    /// The attributes given when the span starts, so that samplers see them.
-    pub(crate) fn sampling_attributes<B>(&self, request: &Request<B>) -> Vec<KeyValue> {
+    /// The attributes given when the span starts, so that samplers see them; the path cut to
+    /// `value_length_limit` characters.
+    pub(crate) fn sampling_attributes<B>(
+        &self,
+        request: &Request<B>,
+        value_length_limit: usize,
+    ) -> Vec<KeyValue> {
         let mut attributes = Vec::with_capacity(16);
         attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, self.method));
         attributes.push(KeyValue::new(URL_SCHEME, self.scheme));
-        attributes.push(KeyValue::new(URL_PATH, request.uri().path().to_owned()));
+        let path = truncated(request.uri().path(), value_length_limit);
+        attributes.push(KeyValue::new(URL_PATH, path.to_owned()));
         if let Some(route) = &self.route {
             attributes.push(KeyValue::new(HTTP_ROUTE, Value::from(route.clone())));
         }
         attributes
     }
 
-    /// The attributes worth computing only when the span is recording.
+    /// The attributes worth computing only when the span is recording, each string cut to
+    /// `value_length_limit` characters.
     pub(crate) fn recording_attributes<B>(
         &self,
         request: &Request<B>,
         headers_to_record: &[(http::HeaderName, Key)],
+        value_length_limit: usize,
     ) -> Vec<KeyValue> {
+        let limit = value_length_limit;
         let mut attributes = Vec::with_capacity(8 + headers_to_record.len());
         attributes.push(KeyValue::new(
             NETWORK_PROTOCOL_VERSION,
             self.protocol_version,
         ));
         if self.method == "_OTHER" {
+            let method = truncated(request.method().as_str(), limit);
             attributes.push(KeyValue::new(
                 HTTP_REQUEST_METHOD_ORIGINAL,
-                request.method().as_str().to_owned(),
+                method.to_owned(),
             ));
         }
         if let Some(query) = request.uri().query() {
-            attributes.push(KeyValue::new(URL_QUERY, redact_query(query).into_owned()));
+            // Redacted first: a cut could hide a parameter's name and keep its value.
+            let query = truncated_owned(redact_query(query), limit);
+            attributes.push(KeyValue::new(URL_QUERY, query));
         }
         if let Some((host, port)) = authority(request).and_then(split_authority) {
+            let host = truncated(host, limit);
             attributes.push(KeyValue::new(SERVER_ADDRESS, host.to_owned()));
             if let Some(port) = port {
                 attributes.push(KeyValue::new(SERVER_PORT, i64::from(port)));
             }
         }
         if let Some(client) = client_address(request) {
+            // An IP address, at most 39 characters: cut only under a smaller limit.
+            let client = truncated_owned(Cow::Owned(client), limit);
             attributes.push(KeyValue::new(CLIENT_ADDRESS, client));
         }
         if let Some(agent) = header_str(request.headers(), http::header::USER_AGENT) {
+            let agent = truncated(agent, limit);
             attributes.push(KeyValue::new(USER_AGENT_ORIGINAL, agent.to_owned()));
         }
-        record_headers(request.headers(), headers_to_record, &mut attributes);
+        record_headers(request.headers(), headers_to_record, limit, &mut attributes);
         attributes
     }
 }
 
-/// Appends `http.{request,response}.header.<name>` attributes, one string array each.
+/// Appends `http.{request,response}.header.<name>` attributes, one string array each: the
+/// first [`MAX_HEADER_VALUES`] values of the header, each cut to `value_length_limit`
+/// characters (as the specification limits a string array: each element on its own).
 pub(crate) fn record_headers(
     headers: &HeaderMap,
     headers_to_record: &[(http::HeaderName, Key)],
+    value_length_limit: usize,
     attributes: &mut Vec<KeyValue>,
 ) {
     for (name, key) in headers_to_record {
         let values: Vec<_> = headers
             .get_all(name)
             .iter()
+            .take(MAX_HEADER_VALUES)
             .map(|value| {
-                String::from_utf8_lossy(value.as_bytes())
-                    .into_owned()
-                    .into()
+                let value = String::from_utf8_lossy(value.as_bytes());
+                truncated_owned(value, value_length_limit).into()
             })
             .collect();
         if !values.is_empty() {
@@ -134,6 +167,42 @@ pub(crate) fn record_headers(
                 key.clone(),
                 Value::Array(opentelemetry::Array::String(values)),
             ));
+        }
+    }
+}
+
+/// `value` cut to its first `limit` characters, at a character boundary: the attribute value
+/// length limit of the OpenTelemetry specification (v1.44.0, "Attribute Limits": a string longer
+/// than the limit, counting each character as 1, is truncated to at most the limit).
+///
+/// Free for every value that fits: a string of at most `limit` bytes has at most `limit`
+/// characters, so only longer ones are counted.
+#[inline]
+pub(crate) fn truncated(value: &str, limit: usize) -> &str {
+    if value.len() <= limit {
+        return value;
+    }
+    truncated_by_characters(value, limit)
+}
+
+/// [`truncated`] for a value longer than `limit` bytes, which may still fit.
+#[cold]
+fn truncated_by_characters(value: &str, limit: usize) -> &str {
+    match value.char_indices().nth(limit) {
+        Some((end, _)) => &value[..end],
+        None => value,
+    }
+}
+
+/// [`truncated`] for a value that may already be owned, cut in place: one allocation at most,
+/// as many as copying it whole.
+fn truncated_owned(value: Cow<'_, str>, limit: usize) -> String {
+    match value {
+        Cow::Borrowed(value) => truncated(value, limit).to_owned(),
+        Cow::Owned(mut value) => {
+            let end = truncated(&value, limit).len();
+            value.truncate(end);
+            value
         }
     }
 }
@@ -270,17 +339,137 @@ mod tests {
     }
 
     #[test]
+    fn a_query_is_redacted_before_it_is_cut() {
+        let request = Request::get("/?Signature=0123456789abcdef&q=1")
+            .body(())
+            .unwrap();
+        let facts = RequestFacts::named_in(&request, &Routes::new());
+        let attributes = facts.recording_attributes(&request, &[], 14);
+        assert!(attributes.contains(&KeyValue::new("url.query", "Signature=REDA")));
+    }
+
+    #[test]
     fn unknown_methods_become_other_and_name_the_span_http() {
         let request = Request::builder()
             .method(Method::from_bytes(b"PURGE").unwrap())
             .uri("/cache")
             .body(())
             .unwrap();
-        let facts = RequestFacts::of(&request, &Routes::default());
+        let facts = RequestFacts::named_in(&request, &Routes::new());
         assert_eq!(facts.method, "_OTHER");
         assert_eq!(facts.span_name, "HTTP");
-        let attributes = facts.recording_attributes(&request, &[]);
+        let attributes = facts.recording_attributes(&request, &[], 2048);
         assert!(attributes.contains(&KeyValue::new("http.request.method_original", "PURGE")));
+    }
+
+    #[test]
+    fn values_are_cut_to_the_limit_counted_in_characters_at_a_character_boundary() {
+        // ASCII: bytes are characters.
+        assert_eq!(truncated("abcdef", 3), "abc");
+        assert_eq!(truncated("abc", 3), "abc");
+        assert_eq!(truncated("ab", 3), "ab");
+        // Limit 0 empties every value; an empty value stays empty.
+        assert_eq!(truncated("abc", 0), "");
+        assert_eq!(truncated("é", 0), "");
+        assert_eq!(truncated("", 0), "");
+        // Multi-byte: longer in bytes than the limit, yet within it in characters.
+        assert_eq!(truncated("aé", 2), "aé");
+        assert_eq!(truncated("€€€", 3), "€€€");
+        // Cut after the limit-th character, never inside one.
+        assert_eq!(truncated("aéb", 2), "aé");
+        assert_eq!(truncated("€€€€", 3), "€€€");
+        assert_eq!(truncated("a😀b", 1), "a");
+        assert_eq!(truncated("a😀b", 2), "a😀");
+        let long = "ü".repeat(3000);
+        let cut = truncated(&long, 2048);
+        assert_eq!((cut.chars().count(), cut.len()), (2048, 4096));
+    }
+
+    #[test]
+    fn an_owned_value_is_cut_in_place_and_a_borrowed_one_copied_once() {
+        let owned = "x".repeat(100);
+        let buffer = owned.as_ptr();
+        let cut = truncated_owned(Cow::Owned(owned), 10);
+        assert_eq!(cut, "x".repeat(10));
+        assert_eq!(cut.as_ptr(), buffer);
+        assert_eq!(truncated_owned(Cow::Borrowed("ab€c"), 3), "ab€");
+        assert_eq!(truncated_owned(Cow::Borrowed("ab"), 3), "ab");
+    }
+
+    #[test]
+    fn a_recorded_header_keeps_its_first_8_values_each_cut_to_the_limit() {
+        let mut headers = HeaderMap::new();
+        for n in 0..10_000 {
+            headers.append(
+                "x-tag",
+                http::HeaderValue::from_str(&format!("{n}-abcdef")).unwrap(),
+            );
+        }
+        // Bytes that are not UTF-8 become U+FFFD, one character each.
+        headers.append(
+            "x-raw",
+            http::HeaderValue::from_bytes(b"\xffok\xfe").unwrap(),
+        );
+        let recorded = [
+            (http::HeaderName::from_static("x-tag"), Key::new("tag")),
+            (http::HeaderName::from_static("x-raw"), Key::new("raw")),
+        ];
+        let mut attributes = Vec::new();
+        record_headers(&headers, &recorded, 3, &mut attributes);
+        let strings = |values: &[&str]| {
+            Value::Array(opentelemetry::Array::String(
+                values
+                    .iter()
+                    .map(|value| value.to_string().into())
+                    .collect(),
+            ))
+        };
+        assert_eq!(
+            attributes,
+            [
+                KeyValue::new(
+                    "tag",
+                    strings(&["0-a", "1-a", "2-a", "3-a", "4-a", "5-a", "6-a", "7-a"])
+                ),
+                KeyValue::new("raw", strings(&["\u{fffd}ok"])),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_value_a_client_controls_is_cut_and_the_others_are_not() {
+        let long = "a".repeat(50);
+        let request = Request::builder()
+            .method(Method::from_bytes(long.to_uppercase().as_bytes()).unwrap())
+            .uri(format!("/{long}?q={long}"))
+            .header("host", format!("{long}.example:8080"))
+            .header("user-agent", &long)
+            .header("x-id", &long)
+            .body(())
+            .unwrap();
+        let facts = RequestFacts::named_in(&request, &Routes::new());
+        let recorded = [(http::HeaderName::from_static("x-id"), Key::new("id"))];
+        let mut attributes = facts.sampling_attributes(&request, 4);
+        attributes.extend(facts.recording_attributes(&request, &recorded, 4));
+        let value = |key: &str| {
+            let found = attributes.iter().find(|kv| kv.key.as_str() == key);
+            found.map(|kv| kv.value.clone())
+        };
+        for (key, expected) in [
+            ("url.path", "/aaa"),
+            ("url.query", "q=aa"),
+            ("http.request.method_original", "AAAA"),
+            ("server.address", "aaaa"),
+            ("user_agent.original", "aaaa"),
+            ("http.request.method", "_OTHER"),
+            ("url.scheme", "http"),
+            ("network.protocol.version", "1.1"),
+        ] {
+            assert_eq!(value(key), Some(Value::from(expected)), "{key}");
+        }
+        assert_eq!(value("server.port"), Some(Value::I64(8080)));
+        let id = Value::Array(opentelemetry::Array::String(vec!["aaaa".into()]));
+        assert_eq!(value("id"), Some(id));
     }
 
     #[test]
@@ -320,8 +509,8 @@ mod tests {
             .body(())
             .unwrap();
         for (request, host, port) in [(http1, "example.com", 8080), (http2, "::1", 8443)] {
-            let facts = RequestFacts::of(&request, &Routes::default());
-            let attributes = facts.recording_attributes(&request, &[]);
+            let facts = RequestFacts::named_in(&request, &Routes::new());
+            let attributes = facts.recording_attributes(&request, &[], 2048);
             assert!(attributes.contains(&KeyValue::new("server.address", host)));
             assert!(attributes.contains(&KeyValue::new("server.port", port)));
         }

@@ -4,19 +4,28 @@
 //! is an allocation per request. The routes of a service are a small fixed set, so each
 //! `{method} {route}` name is made once and kept for the life of the process, up to
 //! [`MAX_NAMES`]; past that (routes that are not templates), names are formatted per request.
+//!
+//! The names are kept once for the whole process, in [`ROUTES`], shared by every layer: a
+//! process that builds layers and routers again and again (tests, hot reloads, a router per
+//! tenant) finds the names it made before instead of leaking new ones, and never keeps more than
+//! [`MAX_NAMES`] in all.
 
 use std::{
     borrow::Cow,
+    collections::HashMap,
     sync::{Arc, PoisonError, RwLock},
 };
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
-/// How many (method, route) span names are kept.
+/// How many (method, route) span names the process keeps, for all its layers together.
 const MAX_NAMES: usize = 1_000;
 
+/// The routes every layer of the process has seen, with their span names.
+pub(crate) static ROUTES: Routes = Routes::new();
+
 /// The routes seen so far, with the span names made from them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Routes {
     /// Hashed with FxHash: the keys are the service's own route templates.
     seen: RwLock<FxHashMap<Box<str>, Route>>,
@@ -30,6 +39,13 @@ struct Route {
 }
 
 impl Routes {
+    /// No route seen yet.
+    pub(crate) const fn new() -> Self {
+        Self {
+            seen: RwLock::new(HashMap::with_hasher(FxBuildHasher)),
+        }
+    }
+
     /// The shared template of `route`, and the span name of `method` (the name as the
     /// conventions give it: `HTTP` stands for an unknown method) on it.
     pub(crate) fn named(&self, method: &'static str, route: &str) -> (Arc<str>, Cow<'static, str>) {
@@ -75,7 +91,7 @@ mod tests {
 
     #[test]
     fn a_route_is_named_once_and_shared() {
-        let routes = Routes::default();
+        let routes = Routes::new();
         let (template, name) = routes.named("GET", "/users/{id}");
         let (again, name_again) = routes.named("GET", "/users/{id}");
         assert_eq!(name, "GET /users/{id}");
@@ -88,7 +104,7 @@ mod tests {
 
     #[test]
     fn past_the_limit_names_are_made_per_request() {
-        let routes = Routes::default();
+        let routes = Routes::new();
         for n in 0..MAX_NAMES {
             routes.named("GET", &format!("/r{n}"));
         }
