@@ -41,24 +41,23 @@ use support::{ExampleService, Rotel};
 const RECOVERY_BOUND: Duration = Duration::from_secs(10);
 
 /// What the service's memory may grow by under a fault, over its healthy run: what its bounded
-/// queues can hold once full, plus the allocator's slack. The example's spans under this load
-/// carry short values (`/users/42`, no user agent); the bound is computed for spans whose every
-/// client-controlled attribute (`url.path`, `url.query`, `user_agent.original`,
-/// `http.request.method_original`) holds 2,048 bytes, the attribute value length limit:
+/// queues hold once full, for the telemetry of this load, plus the allocator's slack.
 ///
-/// - spans: the queue (2,048, `OTEL_BSP_MAX_QUEUE_SIZE`) and the batch being exported (512,
-///   `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`) together with its encoded request, 3,072 span copies at
-///   most of 2 KiB of fixed parts (`SpanData`, 16 attributes, resource and scope shared) and
-///   8 KiB of client-controlled values: 3,072 × 10 KiB = 30 MiB;
-/// - log records: the queue (2,048, `OTEL_BLRP_MAX_QUEUE_SIZE`) and a batch (512) and its
-///   encoding, 3,072 records of at most 1 KiB (the access log's method, path, route, status and
-///   duration, the request's ids): 3 MiB;
-/// - metrics: the SDK's cardinality limit (2,000 series per instrument) over the few instruments
-///   the example has; each series holds at most a histogram of 15 buckets: under 2 MiB;
-/// - the allocator: glibc's per-thread arenas keep freed memory; 12 MiB of slack.
+/// - spans: the queue (2,048, `OTEL_BSP_MAX_QUEUE_SIZE`), the batch being exported (512,
+///   `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`) and its encoded request: 3,072 span copies at most. A
+///   span of `GET /users/42` is a `SpanData` of about 300 bytes with 14 attributes of about 72
+///   bytes each and short owned values, 1.5 KiB, rounded up to 2 KiB: 6 MiB;
+/// - log records (the access log, one a request): the queue (2,048,
+///   `OTEL_BLRP_MAX_QUEUE_SIZE`), a batch (512) and its encoding, 3,072 records of at most 1 KiB
+///   (method, path, route, status, duration, trace and span ids): 3 MiB;
+/// - metrics: a few series per instrument, each at most a histogram of 15 buckets: under 1 MiB;
+/// - the allocator: glibc's per-thread arenas keep some of what the full queues freed: 8 MiB.
 ///
-/// 30 + 3 + 2 + 12 = 47 MiB.
-const MEMORY_BOUND_MIB: f64 = 47.0;
+/// 6 + 3 + 1 + 8 = 18 MiB. (For spans whose five client-controlled attributes, `url.path`,
+/// `url.query`, `user_agent.original`, `http.request.method_original` and `server.address`,
+/// each hold 2,048 characters of 4 bytes, the default length limit, a span is about 42 KiB and
+/// the span queues together 3,072 × 42 KiB = 126 MiB; this load does not make such spans.)
+const MEMORY_BOUND_MIB: f64 = 18.0;
 
 /// How much the service's memory may grow from the end of the soak's warm-up to the end of the
 /// soak, both read with the queues empty: what glibc's arenas may keep of what the full queues
