@@ -33,6 +33,7 @@
 #![warn(rust_2018_idioms, missing_debug_implementations)]
 
 mod config;
+mod console;
 mod export;
 mod host_metrics;
 mod http_metrics;

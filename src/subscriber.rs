@@ -2,7 +2,8 @@
 //! spans become.
 //!
 //! - a console line per event, `time level target: message fields trace_id=...`, filtered by
-//!   `RUST_LOG` (default `info`);
+//!   `RUST_LOG` (default `info`), written to standard output off the calling thread
+//!   ([`Console`]);
 //! - each event as an OpenTelemetry log record (opentelemetry-appender-tracing), which the SDK
 //!   ties to the current trace and span;
 //! - each span as an OpenTelemetry span (tracing-opentelemetry), so `#[instrument]`ed functions
@@ -45,7 +46,7 @@ use tracing_subscriber::{
     util::SubscriberInitExt,
 };
 
-use crate::{config::Warnings, export::failures};
+use crate::{config::Warnings, console::Console, export::failures};
 
 /// Targets (crates and modules) of the export machinery: turning their events and spans into
 /// telemetry would make the pipeline feed on itself. The OTLP clients run partly on the
@@ -127,18 +128,33 @@ fn env_filter(rust_log: &str, warnings: &mut Warnings) -> (EnvFilter, bool) {
     }
 }
 
+/// What [`Telemetry`](crate::Telemetry) keeps of the subscriber it installed, to stop it at
+/// shutdown.
+#[derive(Debug)]
+pub(crate) struct Installed {
+    /// Closed first: no event or span reaches a provider that is shutting down.
+    pub(crate) gate: Gate,
+    /// Drained last: the lines queued before shutdown are written.
+    pub(crate) console: Console,
+}
+
 /// Installs the subscriber globally; fails if one is installed already. What it ignored in
 /// `RUST_LOG` goes to `warnings`.
 pub(crate) fn install(
     tracer_provider: Option<&SdkTracerProvider>,
     logger_provider: Option<&SdkLoggerProvider>,
-    gate: &Gate,
     warnings: &mut Warnings,
-) -> Result<(), tracing_subscriber::util::TryInitError> {
+) -> Result<Installed, tracing_subscriber::util::TryInitError> {
+    let installed = Installed {
+        gate: Gate::default(),
+        console: Console::stdout(),
+    };
+    let (gate, console) = (&installed.gate, &installed.console);
     let rust_log = std::env::var("RUST_LOG").unwrap_or_default();
     let (filter, sdk_on_console) = env_filter(&rust_log, warnings);
     let console = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stdout().is_terminal())
+        .with_writer(console.clone())
         .event_format(ConsoleFormat)
         .with_filter(filter_fn(move |metadata| {
             sdk_on_console || !is_sdk_diagnostic(metadata)
@@ -159,7 +175,8 @@ pub(crate) fn install(
         .with(console)
         .with(spans)
         .with(logs)
-        .try_init()
+        .try_init()?;
+    Ok(installed)
 }
 
 /// `2026-11-24T10:00:00.123456Z  WARN checkout: user not found id=7 trace_id=4bf9...`: the

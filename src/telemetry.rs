@@ -36,8 +36,7 @@ use crate::{
         tls::TlsOverrides,
     },
     providers::{self, Export},
-    register_host_metrics,
-    subscriber::{self, Gate},
+    register_host_metrics, subscriber,
 };
 
 /// How long [`Telemetry::shutdown`] waits for the exporters to flush, in all.
@@ -69,8 +68,9 @@ pub struct Telemetry {
     prometheus: Option<crate::PrometheusScrape>,
     meter_provider: Option<SdkMeterProvider>,
     logger_provider: Option<SdkLoggerProvider>,
-    /// Closes the `tracing` bridges at shutdown, when the subscriber is the crate's.
-    gate: Option<Gate>,
+    /// Closes the `tracing` bridges and drains the console at shutdown, when the subscriber is
+    /// the crate's.
+    subscriber: Option<subscriber::Installed>,
     shutdown_timeout: Duration,
     shut_down: bool,
     /// Carries the gRPC connections; declared last, so it stops after the providers.
@@ -117,13 +117,24 @@ impl Telemetry {
         self.shut_down_providers()
     }
 
-    /// Shuts the providers down side by side under one deadline: the SDK's meter provider waits
-    /// its reader's fixed timeout whatever it is given, and the span processor may wait as long.
+    /// Closes the `tracing` bridges, shuts the providers down, and writes the console lines
+    /// still queued, all under one deadline.
     fn shut_down_providers(&self) -> Result<(), ShutdownError> {
-        if let Some(gate) = &self.gate {
-            gate.close();
+        if let Some(subscriber) = &self.subscriber {
+            subscriber.gate.close();
         }
         let deadline = Instant::now() + self.shutdown_timeout;
+        let flushed = self.flush_providers(deadline);
+        if let Some(subscriber) = &self.subscriber {
+            subscriber.console.drain(deadline);
+        }
+        flushed
+    }
+
+    /// Shuts the providers down side by side, waiting for them until `deadline`: the SDK's meter
+    /// provider waits its reader's fixed timeout whatever it is given, and the span processor
+    /// may wait as long.
+    fn flush_providers(&self, deadline: Instant) -> Result<(), ShutdownError> {
         let (done, results) = mpsc::channel();
         let mut pending = Vec::new();
         if let Some(provider) = self.tracer_provider.clone() {
@@ -431,7 +442,7 @@ impl TelemetryBuilder {
             found
         });
         let rest = self.build_rest(&traces, &logs, &resource, &meter, &mut settings.warnings);
-        let (tracer_provider, logger_provider, gate) = match rest {
+        let (tracer_provider, logger_provider, subscriber) = match rest {
             Ok(rest) => rest,
             Err(error) => {
                 if let Some(found) = found {
@@ -465,7 +476,7 @@ impl TelemetryBuilder {
                 .and_then(|metrics| metrics.prometheus.clone()),
             meter_provider: meter_provider.map(|metrics| metrics.provider),
             logger_provider,
-            gate,
+            subscriber,
             shutdown_timeout: self.shutdown_timeout,
             shut_down: false,
             _grpc_runtime: grpc_runtime,
@@ -486,26 +497,20 @@ impl TelemetryBuilder {
         (
             Option<SdkTracerProvider>,
             Option<SdkLoggerProvider>,
-            Option<Gate>,
+            Option<subscriber::Installed>,
         ),
         InitError,
     > {
         let tracer_provider = providers::tracer_provider(traces, resource, meter)?;
         let logger_provider = providers::logger_provider(logs, resource)?;
-        let gate = if self.tracing_subscriber {
-            let gate = Gate::default();
-            subscriber::install(
-                tracer_provider.as_ref(),
-                logger_provider.as_ref(),
-                &gate,
-                warnings,
-            )
+        let subscriber = self
+            .tracing_subscriber
+            .then(|| {
+                subscriber::install(tracer_provider.as_ref(), logger_provider.as_ref(), warnings)
+            })
+            .transpose()
             .map_err(|source| InitError::Subscriber(source.to_string()))?;
-            Some(gate)
-        } else {
-            None
-        };
-        Ok((tracer_provider, logger_provider, gate))
+        Ok((tracer_provider, logger_provider, subscriber))
     }
 
     /// The SDK's resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `telemetry.sdk.*`),

@@ -5,7 +5,7 @@ use std::{
     io::{BufRead, BufReader, Read},
     net::SocketAddr,
     path::PathBuf,
-    process::{Child, Command, ExitStatus, Stdio},
+    process::{Child, ChildStdout, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex, OnceLock, mpsc},
     thread,
     time::{Duration, Instant},
@@ -27,6 +27,8 @@ pub struct ExampleService {
     child: Child,
     address: SocketAddr,
     output: Arc<Mutex<String>>,
+    /// Its standard output, when nobody reads it yet ([`ExampleService::start_with_unread_stdout`]).
+    unread_stdout: Option<ChildStdout>,
 }
 
 /// How the service ended.
@@ -58,20 +60,41 @@ impl ExampleService {
     /// # Panics
     /// As [`ExampleService::start`].
     pub fn start_unsetting(unset: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_reading(unset, env, true)
+    }
+
+    /// Like [`ExampleService::start`], but nobody reads its standard output until
+    /// [`ExampleService::read_stdout`]: the pipe fills and stays full, as a pipe nobody reads
+    /// does. Its address comes from the socket it listens on.
+    pub fn start_with_unread_stdout(env: &[(&str, &str)]) -> Self {
+        Self::start_reading(&[], env, false)
+    }
+
+    /// Starts reading the standard output that [`ExampleService::start_with_unread_stdout`] left
+    /// unread.
+    pub fn read_stdout(&mut self) {
+        let stdout = self.unread_stdout.take().expect("stdout is read already");
+        capture(stdout, self.output.clone(), None);
+    }
+
+    fn start_reading(unset: &[&str], env: &[(&str, &str)], read_stdout: bool) -> Self {
         let mut child = spawn(unset, env);
         let output = Arc::new(Mutex::new(String::new()));
         let (listening, address) = mpsc::channel();
-        capture(
-            child.stdout.take().unwrap(),
-            output.clone(),
-            Some(listening),
-        );
+        let stdout = child.stdout.take().unwrap();
+        let unread_stdout = if read_stdout {
+            capture(stdout, output.clone(), Some(listening));
+            None
+        } else {
+            Some(stdout)
+        };
         capture(child.stderr.take().unwrap(), output.clone(), None);
         // Built first so that a panic below stops the child and shows its output (`Drop`).
         let mut service = Self {
             child,
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             output,
+            unread_stdout,
         };
         let pid = service.pid();
         let started =
