@@ -8,6 +8,11 @@
 //! and drop it, as an exporter does; cloning it is setup, outside the measurement. `drop_batch`
 //! measures that drop alone.
 //!
+//! `span_encoding_over_limit` measures the rare path of the exporter (src/export/direct/mod.rs):
+//! a batch of 512 spans of about 20 KB (10 MiB), over the 4 MiB a request may hold, encoded
+//! whole (`whole`, all an export does when the batch fits), then as the exporter sends it
+//! (`split`: encoded whole, found too large, cut by `split` and each part encoded again).
+//!
 //! Run with `cargo bench --bench span_encoding`; the figures are in BENCHMARKS.md.
 
 mod support;
@@ -159,9 +164,67 @@ fn bench_span_encoding(c: &mut Criterion) {
     group.finish();
 }
 
+/// The exporter's `MAX_REQUEST_SIZE`.
+const MAX_REQUEST_SIZE: usize = 4 * 1024 * 1024;
+
+fn bench_over_limit(c: &mut Criterion) {
+    use support::otlp_encoding::{Part, encode_export_request, split};
+
+    let resource = resource();
+    let scope = InstrumentationScope::builder("otel-monitor")
+        .with_version("0.1.0")
+        .build();
+    let batch: Vec<SpanData> = (0..BATCH_SIZE as u64)
+        .map(|i| {
+            let mut span = server_span(i, &scope);
+            span.attributes.extend((0..10).map(|a| {
+                KeyValue::new(
+                    format!("large.{a}"),
+                    format!("{i}/{a}:{}", "v".repeat(2_000)),
+                )
+            }));
+            span
+        })
+        .collect();
+    let whole = |spans: &[SpanData]| {
+        let mut buffer = Vec::with_capacity(spans.len() * 512);
+        encode_export_request(&resource, spans, &mut buffer);
+        buffer
+    };
+
+    let mut group = c.benchmark_group("span_encoding_over_limit");
+    group.throughput(Throughput::Elements(BATCH_SIZE as u64));
+    group.bench_function("whole", |b| {
+        b.iter_batched(
+            || batch.clone(),
+            |spans| drop(std::hint::black_box(whole(&spans))),
+            BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("split", |b| {
+        b.iter_batched(
+            || batch.clone(),
+            |spans| {
+                let body = whole(&spans);
+                assert!(body.len() > MAX_REQUEST_SIZE);
+                drop(body);
+                for part in split(&resource, &spans, MAX_REQUEST_SIZE) {
+                    if let Part::Spans(range) = part {
+                        let mut body = Vec::with_capacity(MAX_REQUEST_SIZE);
+                        encode_export_request(&resource, &spans[range], &mut body);
+                        drop(std::hint::black_box(body));
+                    }
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = support::criterion();
-    targets = bench_span_encoding
+    targets = bench_span_encoding, bench_over_limit
 }
 criterion_main!(benches);
