@@ -112,19 +112,20 @@ fn allocated_by<T>(work: impl FnOnce() -> T) -> (T, u64) {
 }
 
 /// What the layer may allocate for one request beyond what the bare service allocates:
-/// `CONSTANT + PER_BYTE × size`, `size` as [`HostileRequest::size`] counts it.
+/// `constant + per_byte × size`, `size` as [`HostileRequest::size`] counts it.
 ///
 /// The layer copies each client-controlled string it records (`url.path`, `url.query`,
 /// `http.request.method_original`, `user_agent.original`, `server.address`, recorded header
-/// values, as request and, echoed by this inner service, as response headers) once into the
-/// span, and the exporter copies the span once more: 4 bytes a byte at most, 12 for header
-/// values that are not UTF-8 (each byte may become U+FFFD, 3 bytes), twice that while a
-/// `String` or `Vec` grows by doubling. The propagators split `traceparent` and each `baggage`
-/// member into vectors of 16-byte slices, one per `-` or `;` (32 bytes a byte with the
-/// doubling); a recorded header value costs one 24-byte array element, and so does each pair of
-/// a query being redacted, per byte of input at worst. 64 covers every one of these with room;
-/// the constant covers the span, its context, the attribute vectors and the first request of a
-/// metric series (bound instruments made once). See the `worst_*` tests for the figures.
+/// values, as request and, echoed by this inner service, as response headers) into the span, and
+/// the exporter copies the span once more: a few bytes a byte, 3 times that for header values
+/// that are not UTF-8 (a byte may become U+FFFD, 3 bytes), twice that while a `String` or a
+/// `Vec` grows by doubling. The dearest inputs are separators in a row, each one becoming a
+/// vector element: the propagators split `traceparent` and each `baggage` member into 16-byte
+/// slices, one per `-` or `;` (32 bytes a byte with the doubling, 35 measured), and the layer's
+/// redaction of a query holds a 24-byte `Cow` per `&`-separated pair (54 measured). 64 covers
+/// them; the constant covers the span, its context, the attribute vectors and the first request
+/// of a metric series (its bound instruments are made once). The figures, shape by shape:
+/// `the_costliest_shapes_stay_within_the_allocation_bound`.
 const ALLOCATION_BOUND: AllocationBound = AllocationBound {
     constant: 64 * 1024,
     per_byte: 64,
