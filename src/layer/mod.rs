@@ -266,9 +266,10 @@ impl MonitorLayerBuilder {
     /// specification names it (v1.44.0): `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`, else
     /// `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` (a value that is not a non-negative integer is
     /// ignored, with a warning), else 2,048 characters. With the default, the values a client
-    /// controls hold at most 5 × 2,048 characters in a span (10 KiB of ASCII, 40 KiB if every
-    /// character took 4 bytes; an IP address beside them), plus at most 8 × 2,048 characters for
-    /// each recorded header. `usize::MAX` keeps every value whole.
+    /// controls hold at most 5 × 2,048 characters in a span, 22 KiB (the method, `User-Agent`
+    /// and host are ASCII by HTTP's rules, only the path and query may hold characters of up to
+    /// 4 bytes; an IP address beside them), plus at most 8 × 2,048 characters for each recorded
+    /// header (16 KiB of ASCII, 64 KiB at most). `usize::MAX` keeps every value whole.
     ///
     /// ```
     /// use otel_monitor::MonitorLayer;
