@@ -239,10 +239,14 @@ fn capture(
     });
 }
 
-/// Builds the example, with every feature, once per test process and returns its path.
+/// `$EXAMPLE_SERVICE_BIN` when it is set (a build made beforehand, as `scripts/fault-bench`
+/// makes one in release), else the example built with every feature, once per test process.
 fn binary() -> &'static PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
+        if let Some(path) = super::path_from_env("EXAMPLE_SERVICE_BIN") {
+            return path;
+        }
         let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let status = Command::new(env!("CARGO"))
             .args(["build", "--quiet", "--all-features", "--example", "service"])
