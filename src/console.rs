@@ -125,34 +125,35 @@ fn write_lines(
     shared: &std::sync::Weak<Shared>,
 ) {
     while let Ok(first) = lines.recv() {
+        // Held for this batch only: once every `Console` is gone, the queue ends and so does
+        // this thread.
+        let shared = shared.upgrade();
         let mut output = output.lock().unwrap_or_else(PoisonError::into_inner);
         let mut next = Some(first);
         while let Some(message) = next {
             match message {
                 Message::Line(line) => {
                     let _ = output.write_all(&line);
-                    if let Some(shared) = shared.upgrade() {
+                    if let Some(shared) = &shared {
                         shared.queued_bytes.fetch_sub(line.len(), Ordering::Relaxed);
                     }
                 }
                 Message::Drained(drained) => {
-                    report_dropped(&mut **output, shared);
+                    report_dropped(&mut **output, shared.as_deref());
                     let _ = output.flush();
                     let _ = drained.send(());
                 }
             }
             next = lines.try_recv().ok();
         }
-        report_dropped(&mut **output, shared);
+        report_dropped(&mut **output, shared.as_deref());
         let _ = output.flush();
     }
 }
 
 /// Writes how many lines were dropped since the last report, if any were.
-fn report_dropped(output: &mut dyn Write, shared: &std::sync::Weak<Shared>) {
-    let dropped = shared
-        .upgrade()
-        .map_or(0, |shared| shared.dropped.swap(0, Ordering::Relaxed));
+fn report_dropped(output: &mut dyn Write, shared: Option<&Shared>) {
+    let dropped = shared.map_or(0, |shared| shared.dropped.swap(0, Ordering::Relaxed));
     if dropped > 0 {
         let _ = writeln!(
             output,

@@ -81,54 +81,38 @@ const ROTEL_ARGS: [&str; 2] = ["--exporter", "blackhole"];
 const ROUTE: &str = "/users/42";
 const SPANS_PER_REQUEST: u64 = 2;
 
+/// What happens to the collector during a case's load: a fault the injector plays, or rotel
+/// killed (SIGKILL) and started again behind a healthy injector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Case {
-    Healthy,
-    Absent,
-    BlackHole,
-    Slow,
-    Failing,
-    Throttling,
+    Injected(Fault),
     Restarted,
-    Flapping,
 }
 
 impl Case {
+    const HEALTHY: Case = Case::Injected(Fault::Healthy);
+
     const ALL: [Case; 8] = [
-        Case::Healthy,
-        Case::Absent,
-        Case::BlackHole,
-        Case::Slow,
-        Case::Failing,
-        Case::Throttling,
+        Case::HEALTHY,
+        Case::Injected(Fault::Absent),
+        Case::Injected(Fault::BlackHole),
+        Case::Injected(Fault::Slow),
+        Case::Injected(Fault::Failing),
+        Case::Injected(Fault::Throttling),
         Case::Restarted,
-        Case::Flapping,
+        Case::Injected(Fault::Flapping),
     ];
 
     fn name(self) -> &'static str {
         match self {
-            Case::Healthy => "healthy",
-            Case::Absent => "absent",
-            Case::BlackHole => "black hole",
-            Case::Slow => "slow (5 s)",
-            Case::Failing => "failing (503 / UNAVAILABLE)",
-            Case::Throttling => "throttling (429 / RESOURCE_EXHAUSTED, 1 s)",
+            Case::Injected(Fault::Healthy) => "healthy",
+            Case::Injected(Fault::Absent) => "absent",
+            Case::Injected(Fault::BlackHole) => "black hole",
+            Case::Injected(Fault::Slow) => "slow (5 s)",
+            Case::Injected(Fault::Failing) => "failing (503 / UNAVAILABLE)",
+            Case::Injected(Fault::Throttling) => "throttling (429 / RESOURCE_EXHAUSTED, 1 s)",
             Case::Restarted => "restarted (rotel SIGKILL)",
-            Case::Flapping => "flapping (5 s up / 5 s down)",
-        }
-    }
-
-    /// What the injector does during the load; `None` for `restarted`, where rotel dies instead.
-    fn fault(self) -> Option<Fault> {
-        match self {
-            Case::Healthy => Some(Fault::Healthy),
-            Case::Absent => Some(Fault::Absent),
-            Case::BlackHole => Some(Fault::BlackHole),
-            Case::Slow => Some(Fault::Slow),
-            Case::Failing => Some(Fault::Failing),
-            Case::Throttling => Some(Fault::Throttling),
-            Case::Restarted => None,
-            Case::Flapping => Some(Fault::Flapping),
+            Case::Injected(Fault::Flapping) => "flapping (5 s up / 5 s down)",
         }
     }
 }
@@ -161,7 +145,9 @@ impl Settings {
     /// The load of a case: flapping gets at least one whole cycle, down and up again.
     fn load_of(&self, case: Case) -> Duration {
         match case {
-            Case::Flapping => self.load.max(2 * FLAP_PERIOD + Duration::from_secs(2)),
+            Case::Injected(Fault::Flapping) => {
+                self.load.max(2 * FLAP_PERIOD + Duration::from_secs(2))
+            }
             _ => self.load,
         }
     }
@@ -525,17 +511,17 @@ async fn run_case(protocol: &'static str, case: Case, settings: &Settings) -> Ou
     let url = rig.service.url(ROUTE);
     let warmup = wrk(&url, settings.warmup, settings.pin).await;
     let start = Resources::of(rig.pid());
-    match case.fault() {
-        Some(fault) => rig.injector.set(fault).await,
-        None => rig.kill_collector(),
+    match case {
+        Case::Injected(fault) => rig.injector.set(fault).await,
+        Case::Restarted => rig.kill_collector(),
     }
     let load = wrk(&url, settings.load_of(case), settings.pin).await;
     let end = Resources::of(rig.pid());
     let mut trickle_failed = 0;
-    if case != Case::Healthy {
-        match case.fault() {
-            Some(_) => rig.injector.set(Fault::Healthy).await,
-            None => rig.restart_collector(),
+    if case != Case::HEALTHY {
+        match case {
+            Case::Injected(_) => rig.injector.set(Fault::Healthy).await,
+            Case::Restarted => rig.restart_collector(),
         }
         trickle_failed = trickle_until_recovered(&rig, &url).await;
     }
@@ -619,7 +605,7 @@ impl Outcome {
             format!("{:.2}×", d.as_secs_f64() / base.as_secs_f64().max(1e-9))
         };
         let recovery = match (self.case, self.recovery()) {
-            (Case::Healthy, _) => "—".to_owned(),
+            (Case::HEALTHY, _) => "—".to_owned(),
             (_, (Some(longest), true)) if self.heals.len() > 1 => format!(
                 "{:.2} (longest of {})",
                 longest.as_secs_f64(),
@@ -667,7 +653,7 @@ impl Outcome {
             "{what}: the service counted {} spans exported, the collector accepted {}",
             self.spans.exported, self.received
         );
-        if self.case == Case::Healthy {
+        if self.case == Case::HEALTHY {
             assert_eq!(self.spans.failed, 0, "{what}: exports failed");
         } else {
             assert!(
@@ -720,7 +706,7 @@ fn cases() -> Vec<Case> {
         .into_iter()
         .filter(|case| {
             let first = case.name().split(' ').next().unwrap_or_default();
-            *case == Case::Healthy || wanted.contains(&first) || wanted.contains(&case.name())
+            *case == Case::HEALTHY || wanted.contains(&first) || wanted.contains(&case.name())
         })
         .collect()
 }

@@ -97,14 +97,13 @@ impl RequestFacts {
     }
 
     /// The attributes worth computing only when the span is recording, each string cut to
-    /// `value_length_limit` characters.
+    /// `limit` characters.
     pub(crate) fn recording_attributes<B>(
         &self,
         request: &Request<B>,
         headers_to_record: &[(http::HeaderName, Key)],
-        value_length_limit: usize,
+        limit: usize,
     ) -> Vec<KeyValue> {
-        let limit = value_length_limit;
         let mut attributes = Vec::with_capacity(8 + headers_to_record.len());
         attributes.push(KeyValue::new(
             NETWORK_PROTOCOL_VERSION,
