@@ -16,14 +16,11 @@ use std::{
     time::{Instant, SystemTime},
 };
 
-use http::{Request, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use opentelemetry::{
     Context, KeyValue, global,
-    propagation::TextMapPropagator,
-    trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer},
+    trace::{Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, Tracer},
 };
-use opentelemetry_http::HeaderInjector;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_semantic_conventions::attribute::{ERROR_TYPE, HTTP_RESPONSE_STATUS_CODE};
 
 use super::{
@@ -32,6 +29,24 @@ use super::{
     request::{RequestFacts, record_headers, truncated},
 };
 use crate::http_metrics::Series;
+
+/// The response header naming the request's span.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Adds `traceparent` for `span` to `headers`, as W3C Trace Context (Level 2, 3.2) writes it,
+/// and nothing else: a propagator's `inject` would also write `tracestate`, replacing the
+/// service's own or echoing the client's back to it. A span without a valid context adds
+/// nothing; a header map already holding its most entries (32,768) is left as it is.
+fn inject_traceparent(span: &SpanContext, headers: &mut HeaderMap) {
+    if !span.is_valid() {
+        return;
+    }
+    let flags = span.trace_flags() & TraceFlags::SAMPLED;
+    let value = format!("00-{}-{}-{flags:02x}", span.trace_id(), span.span_id());
+    if let Ok(value) = HeaderValue::try_from(value) {
+        let _ = headers.try_insert(TRACEPARENT, value);
+    }
+}
 
 /// `error.type` of a request whose client went away before the response ended.
 const CANCELLED: &str = "cancelled";
@@ -161,9 +176,8 @@ impl InFlight {
                 span.set_attributes(attributes);
             }
         }
-        if self.shared.inject_trace_context && span.span_context().is_valid() {
-            TraceContextPropagator::new()
-                .inject_context(&self.cx, &mut HeaderInjector(response.headers_mut()));
+        if self.shared.inject_trace_context {
+            inject_traceparent(span.span_context(), response.headers_mut());
         }
     }
 
