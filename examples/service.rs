@@ -68,6 +68,10 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .route("/error", get(error))
         .route("/stream", get(stream))
         .route("/health", get(|| async { "ok\n" }))
+        // A fallback of the app's own, so that requests no route matches go through the layer
+        // (measured, traced as `GET` with no route) also once /metrics is merged below: `merge`
+        // keeps the one custom fallback, and without one axum's default has no layer.
+        .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(
             MonitorLayer::builder()
                 .filter(|path| path != "/health")

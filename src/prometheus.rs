@@ -65,6 +65,29 @@ impl PrometheusScrape {
     }
 
     /// An axum router serving [`render`](Self::render) at `GET /metrics`.
+    ///
+    /// Merged after `.layer(MonitorLayer)`, scrapes are not traced. Give the app a `fallback`
+    /// before the layer then: `merge` keeps the one custom fallback, and axum's default one,
+    /// which it would keep otherwise, has no layer, so requests no route matches would go
+    /// unmeasured.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use axum::{Router, http::StatusCode, routing::get};
+    /// use otel_monitor::{MonitorLayer, Telemetry};
+    ///
+    /// let telemetry = Telemetry::builder().init()?;
+    /// let app = Router::new()
+    ///     .route("/", get(|| async { "hello" }))
+    ///     .fallback(|| async { StatusCode::NOT_FOUND })
+    ///     .layer(MonitorLayer::new());
+    /// let app = match telemetry.prometheus() {
+    ///     Some(scrape) => app.merge(scrape.router()),
+    ///     None => app,
+    /// };
+    /// # Ok(())
+    /// # }
+    /// ```
     #[cfg(feature = "axum")]
     pub fn router<S>(&self) -> axum::Router<S>
     where
