@@ -7,6 +7,13 @@ const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 
+/// The longest `traceparent` handed to the propagators. Version 00 is 55 bytes; a later version
+/// may add fields after these four, of which a reader of version 00 parses the first four
+/// (W3C Trace Context Level 2, 3.2.4). The SDK's parser splits the value into one string per
+/// `-` before it checks anything, 35 bytes of memory a byte: a longer value is not read, and
+/// the request starts a new trace as with any malformed one.
+const MAX_TRACEPARENT_LEN: usize = 512;
+
 /// The request's headers as propagators read them: `opentelemetry_http::HeaderExtractor`, except
 /// that the names the W3C propagators ask for on every request are looked up as prebuilt
 /// [`HeaderName`]s. Looking a header up by a `&str` parses the name first, which is most of the
@@ -25,9 +32,14 @@ impl RequestHeaders<'_> {
 }
 
 impl Extractor for RequestHeaders<'_> {
-    /// The first value of `key`, if it is visible ASCII.
+    /// The first value of `key`, if it is visible ASCII (and, for `traceparent`, at most
+    /// [`MAX_TRACEPARENT_LEN`] bytes).
     fn get(&self, key: &str) -> Option<&str> {
-        self.values(key).iter().next()?.to_str().ok()
+        let value = self.values(key).iter().next()?;
+        if key == "traceparent" && value.len() > MAX_TRACEPARENT_LEN {
+            return None;
+        }
+        value.to_str().ok()
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -74,5 +86,22 @@ mod tests {
             assert_eq!(ours.get_all(key), theirs.get_all(key), "get_all {key}");
         }
         assert_eq!(ours.keys(), theirs.keys());
+    }
+
+    #[test]
+    fn a_traceparent_longer_than_512_bytes_is_not_read() {
+        let version_ff = format!(
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-{}",
+            "a".repeat(MAX_TRACEPARENT_LEN - 56)
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("traceparent", HeaderValue::from_str(&version_ff).unwrap());
+        assert_eq!(
+            RequestHeaders(&headers).get("traceparent"),
+            Some(&*version_ff)
+        );
+        let longer = format!("{version_ff}a");
+        headers.insert("traceparent", HeaderValue::from_str(&longer).unwrap());
+        assert_eq!(RequestHeaders(&headers).get("traceparent"), None);
     }
 }

@@ -117,9 +117,7 @@ impl RequestFacts {
             ));
         }
         if let Some(query) = request.uri().query() {
-            // Redacted first: a cut could hide a parameter's name and keep its value.
-            let query = truncated_owned(redact_query(query), limit);
-            attributes.push(KeyValue::new(URL_QUERY, query));
+            attributes.push(KeyValue::new(URL_QUERY, redacted_query(query, limit)));
         }
         if let Some((host, port)) = authority(request).and_then(split_authority) {
             let host = truncated(host, limit);
@@ -157,7 +155,11 @@ pub(crate) fn record_headers(
             .iter()
             .take(MAX_HEADER_VALUES)
             .map(|value| {
-                let value = String::from_utf8_lossy(value.as_bytes());
+                // Enough bytes for `value_length_limit` characters of any width: the rest would
+                // be cut, so it is not converted.
+                let bytes = value.as_bytes();
+                let kept = bytes.len().min(value_length_limit.saturating_mul(4));
+                let value = String::from_utf8_lossy(&bytes[..kept]);
                 truncated_owned(value, value_length_limit).into()
             })
             .collect();
@@ -305,23 +307,38 @@ fn header_str(headers: &HeaderMap, name: http::HeaderName) -> Option<&str> {
     headers.get(name)?.to_str().ok()
 }
 
-/// Replaces the values of the parameters the conventions deem sensitive with `REDACTED`.
-fn redact_query(query: &str) -> Cow<'_, str> {
-    let is_sensitive = |pair: &str| {
-        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-        SENSITIVE_QUERY_PARAMETERS.contains(&name)
-    };
-    if !query.split('&').any(is_sensitive) {
-        return Cow::Borrowed(query);
-    }
-    let redacted: Vec<Cow<'_, str>> = query
+/// `query` with the values of the parameters the conventions deem sensitive replaced by
+/// `REDACTED`, cut to `limit` characters.
+///
+/// Redacted before it is cut, since a cut could hide a parameter's name and keep its value, and
+/// built only as far as the cut: past `4 × limit` bytes (characters of any width) the rest would
+/// be cut anyway. A client's query of any length costs at most about that much memory.
+fn redacted_query(query: &str, limit: usize) -> String {
+    let is_sensitive = |name: &str| SENSITIVE_QUERY_PARAMETERS.contains(&name);
+    let any_sensitive = query
         .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if is_sensitive(pair) => Cow::Owned(format!("{name}=REDACTED")),
-            _ => Cow::Borrowed(pair),
-        })
-        .collect();
-    Cow::Owned(redacted.join("&"))
+        .any(|pair| is_sensitive(pair.split_once('=').map_or(pair, |(name, _)| name)));
+    if !any_sensitive {
+        return truncated(query, limit).to_owned();
+    }
+    let enough = limit.saturating_mul(4);
+    let mut redacted = String::with_capacity(query.len().min(enough));
+    for (index, pair) in query.split('&').enumerate() {
+        if redacted.len() >= enough {
+            break;
+        }
+        if index > 0 {
+            redacted.push('&');
+        }
+        match pair.split_once('=') {
+            Some((name, _)) if is_sensitive(name) => {
+                redacted.push_str(name);
+                redacted.push_str("=REDACTED");
+            }
+            _ => redacted.push_str(pair),
+        }
+    }
+    truncated_owned(Cow::Owned(redacted), limit)
 }
 
 #[cfg(test)]
@@ -330,11 +347,36 @@ mod tests {
 
     #[test]
     fn sensitive_query_values_are_redacted_and_others_kept() {
-        assert_eq!(redact_query("q=rust&page=2"), "q=rust&page=2");
+        assert_eq!(redacted_query("q=rust&page=2", 2048), "q=rust&page=2");
         assert_eq!(
-            redact_query("sig=abc&q=1&Signature=x&AWSAccessKeyId=k&X-Goog-Signature=g&flag"),
-            "sig=REDACTED&q=1&Signature=REDACTED&AWSAccessKeyId=REDACTED&X-Goog-Signature=REDACTED&flag"
+            redacted_query(
+                "sig=abc&q=1&Signature=x&AWSAccessKeyId=k&X-Goog-Signature=g&flag&sig",
+                2048
+            ),
+            "sig=REDACTED&q=1&Signature=REDACTED&AWSAccessKeyId=REDACTED&X-Goog-Signature=REDACTED&flag&sig"
         );
+    }
+
+    #[test]
+    fn a_long_query_is_redacted_as_far_as_it_is_kept_and_no_further() {
+        let pairs = ["q=é", "sig=secret", "&", "x"];
+        for limit in [0, 1, 5, 13, 40] {
+            for count in [1, 10, 1000] {
+                let query = pairs.repeat(count).join("&");
+                let whole = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some(("sig", _)) => "sig=REDACTED",
+                        _ => pair,
+                    })
+                    .collect::<Vec<_>>()
+                    .join("&");
+                let redacted = redacted_query(&query, limit);
+                assert_eq!(redacted, truncated(&whole, limit), "{limit}, {count}");
+                // Built to at most one pair past 4 × limit bytes, doubling as it grows.
+                assert!(redacted.capacity() <= 2 * (4 * limit + "&sig=REDACTED".len()));
+            }
+        }
     }
 
     #[test]
@@ -409,9 +451,16 @@ mod tests {
             "x-raw",
             http::HeaderValue::from_bytes(b"\xffok\xfe").unwrap(),
         );
+        // Only the first 4 × 3 bytes are converted: the cut through the third emoji is past
+        // the third character.
+        headers.append(
+            "x-wide",
+            http::HeaderValue::from_bytes("a😀😀😀😀".as_bytes()).unwrap(),
+        );
         let recorded = [
             (http::HeaderName::from_static("x-tag"), Key::new("tag")),
             (http::HeaderName::from_static("x-raw"), Key::new("raw")),
+            (http::HeaderName::from_static("x-wide"), Key::new("wide")),
         ];
         let mut attributes = Vec::new();
         record_headers(&headers, &recorded, 3, &mut attributes);
@@ -431,6 +480,7 @@ mod tests {
                     strings(&["0-a", "1-a", "2-a", "3-a", "4-a", "5-a", "6-a", "7-a"])
                 ),
                 KeyValue::new("raw", strings(&["\u{fffd}ok"])),
+                KeyValue::new("wide", strings(&["a😀😀"])),
             ]
         );
     }
