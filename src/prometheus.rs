@@ -77,7 +77,7 @@ impl PrometheusScrape {
     /// use otel_monitor::{MonitorLayer, Telemetry};
     ///
     /// let telemetry = Telemetry::builder().init()?;
-    /// let app = Router::new()
+    /// let app: Router = Router::new()
     ///     .route("/", get(|| async { "hello" }))
     ///     .fallback(|| async { StatusCode::NOT_FOUND })
     ///     .layer(MonitorLayer::new());
