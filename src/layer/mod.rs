@@ -242,7 +242,9 @@ impl MonitorLayerBuilder {
     }
 
     /// Adds a `traceparent` header naming the request's span to every traced response, so a
-    /// client can find its trace.
+    /// client can find its trace. Only `traceparent`: the response's own `tracestate`, if any,
+    /// is left as the service set it, and a response already holding as many headers as a
+    /// `HeaderMap` can is left as it is.
     pub fn inject_trace_context(mut self, inject: bool) -> Self {
         self.inject_trace_context = inject;
         self
