@@ -1,5 +1,6 @@
 //! Utilization from cumulative CPU times: the time spent in each mode during a window, divided
-//! by the window's length and the number of CPUs.
+//! by the window's length and the number of CPUs (or by the time the modes counted, when a busy
+//! window counted more).
 
 use std::{
     array,
@@ -45,11 +46,17 @@ impl<const N: usize> Utilization<N> {
         if window < MIN_WINDOW || cpus == 0 {
             return;
         }
-        let capacity = window.as_secs_f64() * cpus as f64;
-        self.values = array::from_fn(|mode| {
-            let spent = times[mode]?.checked_sub(before[mode]?)? as f64 * seconds_per_unit;
-            Some((spent / capacity).clamp(0.0, 1.0))
+        let spent: [Option<f64>; N] = array::from_fn(|mode| {
+            Some(times[mode]?.checked_sub(before[mode]?)? as f64 * seconds_per_unit)
         });
+        // The conventions' capacity (v1.44.0, `system.cpu.utilization`: the time spent "divided
+        // by the elapsed time and number of CPUs"), unless the modes together counted more: the
+        // kernel counts whole ticks on each CPU, and the file is read a little before or after
+        // the clock, so a busy window can count a tick per CPU more than it lasted. The time
+        // counted is then the window, and the modes' shares add up to at most 1.
+        let counted: f64 = spent.iter().flatten().sum();
+        let capacity = (window.as_secs_f64() * cpus as f64).max(counted);
+        self.values = spent.map(|spent| Some((spent? / capacity).clamp(0.0, 1.0)));
         self.start = Some((now, times));
     }
 
@@ -92,5 +99,24 @@ mod tests {
         let later = start + Duration::from_millis(1200);
         utilization.update(later, [Some(200), None], 0.01, 2);
         assert_eq!(utilization.values(), [Some(1.0), None]);
+    }
+
+    #[test]
+    fn modes_that_counted_a_tick_more_than_the_window_share_it_and_add_up_to_1() {
+        let start = Instant::now();
+        let mut utilization = Utilization::<3>::new();
+        utilization.update(start, [Some(0), Some(0), Some(0)], 0.01, 2);
+        // 1 s on 2 CPUs is 200 ticks; the busy modes counted 201 between the two reads.
+        utilization.update(
+            start + Duration::from_secs(1),
+            [Some(176), Some(21), Some(4)],
+            0.01,
+            2,
+        );
+        let values = utilization.values().map(Option::unwrap);
+        for (value, ticks) in values.iter().zip([176.0, 21.0, 4.0]) {
+            assert!((value - ticks / 201.0).abs() < 1e-12, "{values:?}");
+        }
+        assert!(values.iter().sum::<f64>() <= 1.0 + f64::EPSILON);
     }
 }
