@@ -15,6 +15,11 @@
 //! When the collector cannot be reached, the service goes on serving and says so in one warning
 //! a minute per signal, with the reason (`connection refused`, `certificate not trusted`).
 //!
+//! Behind a proxy or load balancer, `OTEL_MONITOR_TRUSTED_PROXIES=10.0.0.0/8` (its addresses or
+//! ranges) makes `client.address`, `url.scheme` and `server.address` come from the
+//! `X-Forwarded-*` headers it writes (`OTEL_MONITOR_FORWARDED_HEADERS=forwarded` for RFC 7239's
+//! `Forwarded`); without it, those headers are ignored.
+//!
 //! Routes: `GET /`, `GET /users/{id}`, `GET /slow?ms=N`, `GET /error`,
 //! `GET /stream?chunks=N&ms=M`, `GET /health` (not traced), and with the `prometheus` feature and
 //! `OTEL_METRICS_EXPORTER=prometheus`, `GET /metrics`.

@@ -8,7 +8,8 @@
 //! whose routes are not templates, recording falls back to attribute lists, and the SDK's own
 //! cardinality limit applies). Finding a combination's bound instruments is a hash of a few words
 //! (FxHash: the keys are the service's own routes and status codes, not a client's choice); the
-//! active requests, with at most 20 combinations, are found by a linear search.
+//! active requests, with at most 22 combinations (the known methods and `_OTHER`, by 2 schemes),
+//! are found by a linear search.
 
 use std::{
     borrow::Cow,
@@ -52,7 +53,7 @@ pub(crate) struct HttpServerMetrics {
     /// `http.server.response.body.size`, bytes written to the response body.
     response_body_size: Histogram<u64>,
     completed: RwLock<FxHashMap<Series, CompletedSeries>>,
-    /// At most one entry per method (10) and scheme (2).
+    /// At most one entry per known method (10 by default, and `_OTHER`) and scheme (2).
     active: RwLock<Vec<(ActiveSeries, BoundUpDownCounter<i64>)>>,
 }
 

@@ -47,7 +47,8 @@ mod telemetry;
 pub use config::{ConfigError, Exporter, OtlpProtocol, Propagator};
 pub use host_metrics::{HostMetricGroup, register_host_metrics};
 pub use layer::{
-    MonitorLayer, MonitorLayerBuilder, MonitorService, RequestBody, ResponseBody, ResponseFuture,
+    ForwardedHeaders, MonitorLayer, MonitorLayerBuilder, MonitorService, RequestBody, ResponseBody,
+    ResponseFuture,
 };
 #[cfg(feature = "prometheus")]
 pub use prometheus::PrometheusScrape;

@@ -351,8 +351,9 @@ fn otel_span_attribute_count_limit_keeps_the_first_5_attributes_through_the_pipe
     assert_eq!(spans.len(), 1);
     let span = &spans[0].span;
     let keys: Vec<&str> = span.attributes.iter().map(|kv| kv.key.as_str()).collect();
-    // The layer sets 9: these 5 when the span starts and the protocol first among the rest;
-    // then server.address, server.port, user_agent.original and the status code are dropped.
+    // The layer sets 9: 8 when the span starts (so that samplers see them), of which these 5
+    // are kept and server.address, server.port and user_agent.original dropped, then the
+    // status code, dropped too.
     assert_eq!(
         keys,
         [

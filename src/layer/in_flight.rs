@@ -26,7 +26,7 @@ use opentelemetry_semantic_conventions::attribute::{ERROR_TYPE, HTTP_RESPONSE_ST
 use super::{
     Shared,
     extractor::RequestHeaders,
-    request::{RequestFacts, record_headers, truncated},
+    request::{RequestFacts, peer_address, record_headers, truncated},
 };
 use crate::http_metrics::Series;
 
@@ -84,7 +84,10 @@ impl InFlight {
     /// Starts the span of `request` as a child of the context its headers carry, and counts
     /// the request as active.
     pub(crate) fn start<B>(shared: Arc<Shared>, request: &Request<B>) -> Self {
-        let facts = RequestFacts::of(request);
+        let origin = shared
+            .trusted_proxies
+            .origin(peer_address(request), request.headers());
+        let facts = RequestFacts::of(request, &shared.known_methods, &origin);
         let extractor = RequestHeaders(request.headers());
         let parent = match &shared.propagator {
             Some(propagator) => propagator.extract(&extractor),
@@ -95,20 +98,20 @@ impl InFlight {
         let started = Instant::now();
         let owns_span = !shared.tracer_is_noop.load(Ordering::Relaxed);
         let cx = if owns_span {
-            let mut span = shared
+            let span = shared
                 .tracer
                 .span_builder(facts.span_name.clone())
                 .with_kind(SpanKind::Server)
                 .with_start_time(started_at)
-                .with_attributes(facts.sampling_attributes(request, shared.value_length_limit))
-                .start_with_context(&shared.tracer, &parent);
-            if span.is_recording() {
-                span.set_attributes(facts.recording_attributes(
+                .with_attributes(facts.span_attributes(
                     request,
+                    &origin,
                     &shared.request_headers,
                     shared.value_length_limit,
-                ));
-            } else if !span.span_context().is_valid()
+                ))
+                .start_with_context(&shared.tracer, &parent);
+            if !span.is_recording()
+                && !span.span_context().is_valid()
                 && !parent.span().span_context().is_valid()
                 && !parent.is_telemetry_suppressed()
             {
@@ -193,7 +196,7 @@ impl InFlight {
     /// body's exact size or its `Content-Length`: hyper stops polling a body once that many
     /// bytes are out, without the final poll that would say it ended.
     pub(crate) fn sends_no_content<B: http_body::Body>(&mut self, response: &Response<B>) -> bool {
-        if self.facts.method == "HEAD" || response.body().is_end_stream() {
+        if self.facts.is_head || response.body().is_end_stream() {
             return true;
         }
         self.response_length = response.body().size_hint().exact().or_else(|| {

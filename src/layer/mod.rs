@@ -3,7 +3,9 @@
 //!
 //! One file per piece, as tower-http lays out its middleware: the layer and its builder here,
 //! the [`MonitorService`] in `service.rs`, the [`ResponseFuture`] in `future.rs`, the body
-//! wrappers in `body.rs`, the trace context read from the headers in `extractor.rs`, what is
+//! wrappers in `body.rs`, the trace context read from the headers in `extractor.rs`, who the
+//! client is (the socket peer, or what trusted proxies say) in `forwarded.rs`, the methods known
+//! by name in `known_methods.rs`, what is
 //! read from a request in `request.rs` (cut to the attribute value length limit), the span names
 //! made once per route for the whole process in `routes.rs`, and the life of one request, from
 //! its span's start to the last metric, in `in_flight.rs`.
@@ -11,13 +13,16 @@
 mod body;
 mod error_type;
 mod extractor;
+mod forwarded;
 mod future;
 mod in_flight;
+mod known_methods;
 mod request;
 mod routes;
 mod service;
 
 pub use body::{RequestBody, ResponseBody};
+pub use forwarded::ForwardedHeaders;
 pub use future::ResponseFuture;
 pub use service::MonitorService;
 
@@ -38,6 +43,8 @@ use opentelemetry_semantic_conventions::SCHEMA_URL;
 use tower_layer::Layer;
 
 use crate::{config, http_metrics::HttpServerMetrics};
+use forwarded::TrustedProxies;
+use known_methods::KnownMethods;
 
 /// The attribute value length limit, in characters, when neither the builder nor the environment
 /// sets one: longer than nearly every real URL (browsers and CDNs stop near 2,000) and user
@@ -110,6 +117,10 @@ pub(crate) struct Shared {
     pub(crate) access_log: bool,
     /// The most characters of an attribute value a client controls.
     pub(crate) value_length_limit: usize,
+    /// Whose forwarding headers say who the client is.
+    pub(crate) trusted_proxies: TrustedProxies,
+    /// The methods recorded by name.
+    pub(crate) known_methods: KnownMethods,
 }
 
 impl MonitorLayer {
@@ -151,6 +162,8 @@ impl fmt::Debug for MonitorLayer {
             .field("inject_trace_context", &self.shared.inject_trace_context)
             .field("access_log", &self.shared.access_log)
             .field("value_length_limit", &self.shared.value_length_limit)
+            .field("trusted_proxies", &self.shared.trusted_proxies)
+            .field("known_methods", &self.shared.known_methods)
             .finish_non_exhaustive()
     }
 }
@@ -176,6 +189,9 @@ pub struct MonitorLayerBuilder {
     inject_trace_context: bool,
     access_log: bool,
     value_length_limit: Option<usize>,
+    trusted_proxies: Option<Vec<String>>,
+    forwarded_headers: Option<ForwardedHeaders>,
+    known_methods: Option<Vec<String>>,
 }
 
 impl MonitorLayerBuilder {
@@ -285,8 +301,93 @@ impl MonitorLayerBuilder {
         self
     }
 
+    /// Believes the forwarding headers of requests whose socket peer is one of these proxies:
+    /// IP addresses and CIDR ranges, IPv4 or IPv6 (`10.0.0.7`, `10.0.0.0/8`, `fd00::/8`).
+    /// Entries that are neither are ignored, with a warning. None by default: then
+    /// `client.address` is the socket peer, `url.scheme` the request's and `server.address` its
+    /// `Host`, whatever a client sends, and no forwarding header is read at all.
+    ///
+    /// When the socket peer is a trusted proxy, the [`forwarded_headers`](Self::forwarded_headers)
+    /// are read from the right, the entry each proxy appended first: the client is the first
+    /// address there that is not a trusted proxy (its port, when the proxy gave one, is
+    /// `client.port`), and `url.scheme` and `server.address`/`server.port` are what the proxy
+    /// that received the request from it says. Entries to its left are never read, since the
+    /// client may have written them. The walk stops at an entry it cannot read (malformed,
+    /// `unknown`, obfuscated) or after 32 hops; the client is then the last address read, and
+    /// a malformed header is ignored. `network.peer.address` and `network.peer.port` are always
+    /// the socket's.
+    ///
+    /// List only proxies: a trusted range that also holds clients lets those clients say who
+    /// they are. This overrides `OTEL_MONITOR_TRUSTED_PROXIES`, which the layer reads when it is
+    /// built (comma-separated, the same entries). The socket peer comes from axum's
+    /// `ConnectInfo<SocketAddr>` (`into_make_service_with_connect_info`): without it, no proxy
+    /// is trusted.
+    ///
+    /// ```
+    /// use otel_monitor::MonitorLayer;
+    ///
+    /// let layer = MonitorLayer::builder()
+    ///     .trusted_proxies(["10.0.0.0/8", "fd00::/8", "192.0.2.7"])
+    ///     .build();
+    /// ```
+    pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let proxies = proxies.into_iter().map(|entry| entry.as_ref().to_owned());
+        self.trusted_proxies = Some(proxies.collect());
+        self
+    }
+
+    /// Which headers the [trusted proxies](Self::trusted_proxies) write:
+    /// [`ForwardedHeaders::XForwarded`] by default (`X-Forwarded-For`, `-Proto`, `-Host`), or
+    /// [`ForwardedHeaders::Forwarded`] (RFC 7239). Only that family is read, since a proxy
+    /// passes the other one through from the client. This overrides
+    /// `OTEL_MONITOR_FORWARDED_HEADERS` (`x-forwarded` or `forwarded`).
+    ///
+    /// ```
+    /// use otel_monitor::{ForwardedHeaders, MonitorLayer};
+    ///
+    /// let layer = MonitorLayer::builder()
+    ///     .trusted_proxies(["10.0.0.0/8"])
+    ///     .forwarded_headers(ForwardedHeaders::Forwarded)
+    ///     .build();
+    /// ```
+    pub fn forwarded_headers(mut self, headers: ForwardedHeaders) -> Self {
+        self.forwarded_headers = Some(headers);
+        self
+    }
+
+    /// Records these methods as they are in `http.request.method`, and every other as `_OTHER`
+    /// (with `http.request.method_original`, and a span named `HTTP`), instead of the
+    /// conventions' list: `GET`, `HEAD`, `POST`, `PUT`, `DELETE`, `CONNECT`, `OPTIONS`,
+    /// `TRACE`, `PATCH` and `QUERY`. The list replaces that one, it does not add to it, and
+    /// method names are case-sensitive; names that are not HTTP method tokens are ignored, with
+    /// a warning. This overrides `OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS`, which the layer
+    /// reads when it is built (comma-separated), as the HTTP semantic conventions (v1.44) name
+    /// it. Each method is a metric attribute value: list a bounded set.
+    ///
+    /// ```
+    /// use otel_monitor::MonitorLayer;
+    ///
+    /// let layer = MonitorLayer::builder()
+    ///     .known_methods(["GET", "POST", "PURGE"])
+    ///     .build();
+    /// ```
+    pub fn known_methods<I, S>(mut self, methods: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let methods = methods.into_iter().map(|method| method.as_ref().to_owned());
+        self.known_methods = Some(methods.collect());
+        self
+    }
+
     /// Builds the layer, taking the global tracer and meter where none was given, and the
-    /// attribute value length limit from the environment where none was given.
+    /// attribute value length limit, the trusted proxies, their headers and the known methods
+    /// from the environment where none was given; what it cannot use is logged as a warning.
     pub fn build(self) -> MonitorLayer {
         let scope = || {
             InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
@@ -300,17 +401,23 @@ impl MonitorLayerBuilder {
         let meter = self
             .meter
             .unwrap_or_else(|| global::meter_with_scope(scope()));
+        let env = |variable: &str| std::env::var(variable).ok();
+        let mut warnings = config::Warnings::default();
         let value_length_limit = self.value_length_limit.unwrap_or_else(|| {
-            let mut warnings = config::Warnings::default();
-            let limit = config::span_attribute_value_length_limit(
-                |variable| std::env::var(variable).ok(),
-                &mut warnings,
-            );
-            for warning in warnings.0 {
-                tracing::warn!("{warning}");
-            }
-            limit.unwrap_or(DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT)
+            config::span_attribute_value_length_limit(env, &mut warnings)
+                .unwrap_or(DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT)
         });
+        let trusted_proxies = TrustedProxies::resolve(
+            self.trusted_proxies.as_deref(),
+            self.forwarded_headers,
+            env,
+            &mut warnings,
+        );
+        let known_methods =
+            KnownMethods::resolve(self.known_methods.as_deref(), env, &mut warnings);
+        for warning in warnings.0 {
+            tracing::warn!("{warning}");
+        }
         MonitorLayer {
             shared: Arc::new(Shared {
                 tracer,
@@ -323,6 +430,8 @@ impl MonitorLayerBuilder {
                 inject_trace_context: self.inject_trace_context,
                 access_log: self.access_log,
                 value_length_limit,
+                trusted_proxies,
+                known_methods,
             }),
         }
     }
@@ -336,6 +445,9 @@ impl fmt::Debug for MonitorLayerBuilder {
             .field("inject_trace_context", &self.inject_trace_context)
             .field("access_log", &self.access_log)
             .field("value_length_limit", &self.value_length_limit)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("forwarded_headers", &self.forwarded_headers)
+            .field("known_methods", &self.known_methods)
             .finish_non_exhaustive()
     }
 }

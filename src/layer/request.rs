@@ -5,17 +5,25 @@
 //! (see [`truncated`]), and a recorded header keeps at most [`MAX_HEADER_VALUES`] values, so
 //! that no request makes a span larger than a bound the service chooses, whatever it sends.
 
-use std::{borrow::Cow, sync::Arc};
+use std::{
+    borrow::Cow,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use http::{HeaderMap, Method, Request, Version};
 use opentelemetry::{Key, KeyValue, Value};
 
-use super::routes::{ROUTES, Routes};
+use super::{
+    forwarded::Origin,
+    known_methods::KnownMethods,
+    routes::{ROUTES, Routes},
+};
 use crate::http_metrics::ActiveSeries;
 use opentelemetry_semantic_conventions::attribute::{
-    CLIENT_ADDRESS, HTTP_REQUEST_METHOD, HTTP_REQUEST_METHOD_ORIGINAL, HTTP_ROUTE,
-    NETWORK_PROTOCOL_VERSION, SERVER_ADDRESS, SERVER_PORT, URL_PATH, URL_QUERY, URL_SCHEME,
-    USER_AGENT_ORIGINAL,
+    CLIENT_ADDRESS, CLIENT_PORT, HTTP_REQUEST_METHOD, HTTP_REQUEST_METHOD_ORIGINAL, HTTP_ROUTE,
+    NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT, NETWORK_PROTOCOL_VERSION, SERVER_ADDRESS, SERVER_PORT,
+    URL_PATH, URL_QUERY, URL_SCHEME, USER_AGENT_ORIGINAL,
 };
 
 /// Query parameters whose values the conventions say to redact by default.
@@ -29,24 +37,36 @@ pub(crate) const MAX_HEADER_VALUES: usize = 8;
 /// The low-cardinality facts about a request, shared by its span and its metrics.
 #[derive(Debug, Clone)]
 pub(crate) struct RequestFacts {
-    /// The method as the conventions know it, or `_OTHER`.
+    /// The method as the layer knows it (see [`KnownMethods`]), or `_OTHER`.
     pub(crate) method: &'static str,
+    /// `http` or `https`: a trusted proxy's word, else the URI's.
     pub(crate) scheme: &'static str,
     /// The route template (`/users/{id}`), never the raw path.
     pub(crate) route: Option<Arc<str>>,
     pub(crate) protocol_version: &'static str,
     /// `{method} {route}`, `{method}` without a route, with `HTTP` for an unknown method.
     pub(crate) span_name: Cow<'static, str>,
+    /// Whether the method is `HEAD`, whose response has no content, known or not.
+    pub(crate) is_head: bool,
 }
 
 impl RequestFacts {
-    /// The facts of `request`, its span name taken from the process's [`ROUTES`].
-    pub(crate) fn of<B>(request: &Request<B>) -> Self {
-        Self::named_in(request, &ROUTES)
+    /// The facts of `request` from `origin`, its span name taken from the process's [`ROUTES`].
+    pub(crate) fn of<B>(
+        request: &Request<B>,
+        known_methods: &KnownMethods,
+        origin: &Origin<'_>,
+    ) -> Self {
+        Self::named_in(request, known_methods, origin, &ROUTES)
     }
 
-    fn named_in<B>(request: &Request<B>, routes: &Routes) -> Self {
-        let method = known_method(request.method()).unwrap_or("_OTHER");
+    fn named_in<B>(
+        request: &Request<B>,
+        known_methods: &KnownMethods,
+        origin: &Origin<'_>,
+        routes: &Routes,
+    ) -> Self {
+        let method = known_methods.get(request.method()).unwrap_or("_OTHER");
         let name_method = match method {
             "_OTHER" => "HTTP",
             method => method,
@@ -60,13 +80,14 @@ impl RequestFacts {
         };
         Self {
             method,
-            scheme: match request.uri().scheme_str() {
+            scheme: origin.scheme.unwrap_or(match request.uri().scheme_str() {
                 Some("https") => "https",
                 _ => "http",
-            },
+            }),
             route,
             protocol_version: protocol_version(request.version()),
             span_name,
+            is_head: request.method() == Method::HEAD,
         }
     }
 
@@ -78,33 +99,27 @@ impl RequestFacts {
         }
     }
 
-    /// The attributes given when the span starts, so that samplers see them; the path cut to
-    /// `value_length_limit` characters.
-    pub(crate) fn sampling_attributes<B>(
+    /// The span's attributes, all given when it starts, so that samplers see those the
+    /// conventions (v1.44.0, HTTP server span) mark sampling-relevant and ask for at creation:
+    /// `client.address`, `http.request.header.<key>`, `http.request.method`, `server.address`,
+    /// `server.port`, `url.path`, `url.query`, `url.scheme`, `user_agent.original`. Each string
+    /// a client controls is cut to `limit` characters.
+    pub(crate) fn span_attributes<B>(
         &self,
         request: &Request<B>,
-        value_length_limit: usize,
+        origin: &Origin<'_>,
+        headers_to_record: &[(http::HeaderName, Key)],
+        limit: usize,
     ) -> Vec<KeyValue> {
-        let mut attributes = Vec::with_capacity(16);
+        // Room for all of them, and for the status code and error type set at the end.
+        let mut attributes = Vec::with_capacity(16 + headers_to_record.len());
         attributes.push(KeyValue::new(HTTP_REQUEST_METHOD, self.method));
         attributes.push(KeyValue::new(URL_SCHEME, self.scheme));
-        let path = truncated(request.uri().path(), value_length_limit);
+        let path = truncated(request.uri().path(), limit);
         attributes.push(KeyValue::new(URL_PATH, path.to_owned()));
         if let Some(route) = &self.route {
             attributes.push(KeyValue::new(HTTP_ROUTE, Value::from(route.clone())));
         }
-        attributes
-    }
-
-    /// The attributes worth computing only when the span is recording, each string cut to
-    /// `limit` characters.
-    pub(crate) fn recording_attributes<B>(
-        &self,
-        request: &Request<B>,
-        headers_to_record: &[(http::HeaderName, Key)],
-        limit: usize,
-    ) -> Vec<KeyValue> {
-        let mut attributes = Vec::with_capacity(8 + headers_to_record.len());
         attributes.push(KeyValue::new(
             NETWORK_PROTOCOL_VERSION,
             self.protocol_version,
@@ -119,18 +134,19 @@ impl RequestFacts {
         if let Some(query) = request.uri().query() {
             attributes.push(KeyValue::new(URL_QUERY, redacted_query(query, limit)));
         }
-        if let Some((host, port)) = authority(request).and_then(split_authority) {
+        // A trusted proxy's host, when it is `host[:port]`; else the one the request addressed.
+        let server = origin
+            .host
+            .and_then(split_authority)
+            .or_else(|| authority(request).and_then(split_authority));
+        if let Some((host, port)) = server {
             let host = truncated(host, limit);
             attributes.push(KeyValue::new(SERVER_ADDRESS, host.to_owned()));
             if let Some(port) = port {
                 attributes.push(KeyValue::new(SERVER_PORT, i64::from(port)));
             }
         }
-        if let Some(client) = client_address(request) {
-            // An IP address, at most 39 characters: cut only under a smaller limit.
-            let client = truncated_owned(Cow::Owned(client), limit);
-            attributes.push(KeyValue::new(CLIENT_ADDRESS, client));
-        }
+        client_and_peer_attributes(origin, limit, &mut attributes);
         if let Some(agent) = header_str(request.headers(), http::header::USER_AGENT) {
             let agent = truncated(agent, limit);
             attributes.push(KeyValue::new(USER_AGENT_ORIGINAL, agent.to_owned()));
@@ -138,6 +154,39 @@ impl RequestFacts {
         record_headers(request.headers(), headers_to_record, limit, &mut attributes);
         attributes
     }
+}
+
+/// Appends `client.address` and `client.port`, `network.peer.address` and `network.peer.port`.
+/// An IP address is at most 39 characters: cut only under a smaller limit. When the client is
+/// the peer, both addresses share one string.
+fn client_and_peer_attributes(origin: &Origin<'_>, limit: usize, attributes: &mut Vec<KeyValue>) {
+    let peer = origin.peer.map(|peer| (peer, ip_string(peer.ip(), limit)));
+    if let Some((address, port)) = origin.client {
+        let shared = peer
+            .as_ref()
+            .filter(|(peer, _)| peer.ip() == address)
+            .map(|(_, string)| string.clone());
+        let string = shared.unwrap_or_else(|| ip_string(address, limit));
+        attributes.push(KeyValue::new(CLIENT_ADDRESS, Value::from(string)));
+        if let Some(port) = port {
+            attributes.push(KeyValue::new(CLIENT_PORT, i64::from(port)));
+        }
+    }
+    if let Some((peer, string)) = peer {
+        attributes.push(KeyValue::new(NETWORK_PEER_ADDRESS, Value::from(string)));
+        attributes.push(KeyValue::new(NETWORK_PEER_PORT, i64::from(peer.port())));
+    }
+}
+
+/// `address` as text, cut to `limit` characters, in one allocation.
+fn ip_string(address: IpAddr, limit: usize) -> Arc<str> {
+    use std::io::Write as _;
+    // Rust writes an IP address in at most 39 bytes (eight groups of four hex digits).
+    let mut buffer = [0u8; 64];
+    let mut free = &mut buffer[..];
+    let written = write!(free, "{address}").map_or(0, |()| 64 - free.len());
+    let text = std::str::from_utf8(&buffer[..written]).unwrap_or_default();
+    Arc::from(truncated(text, limit))
 }
 
 /// Appends `http.{request,response}.header.<name>` attributes, one string array each: the
@@ -208,21 +257,6 @@ fn truncated_owned(value: Cow<'_, str>, limit: usize) -> String {
     }
 }
 
-fn known_method(method: &Method) -> Option<&'static str> {
-    Some(match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => return None,
-    })
-}
-
 fn protocol_version(version: Version) -> &'static str {
     match version {
         Version::HTTP_09 => "0.9",
@@ -246,17 +280,17 @@ fn matched_route<B>(_request: &Request<B>) -> Option<&str> {
     None
 }
 
+/// The socket peer, as axum's `ConnectInfo<SocketAddr>` gives it, in canonical form (an
+/// IPv4-mapped IPv6 address, as a dual-stack socket gives an IPv4 peer, as the IPv4 address).
 #[cfg(feature = "axum")]
-fn client_address<B>(request: &Request<B>) -> Option<String> {
+pub(crate) fn peer_address<B>(request: &Request<B>) -> Option<SocketAddr> {
     use axum::extract::ConnectInfo;
-    request
-        .extensions()
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .map(|ConnectInfo(peer)| peer.ip().to_string())
+    let ConnectInfo(peer) = request.extensions().get::<ConnectInfo<SocketAddr>>()?;
+    Some(SocketAddr::new(peer.ip().to_canonical(), peer.port()))
 }
 
 #[cfg(not(feature = "axum"))]
-fn client_address<B>(_request: &Request<B>) -> Option<String> {
+pub(crate) fn peer_address<B>(_request: &Request<B>) -> Option<SocketAddr> {
     None
 }
 
@@ -345,6 +379,16 @@ fn redacted_query(query: &str, limit: usize) -> String {
 mod tests {
     use super::*;
 
+    /// The facts of `request` with the default known methods and no proxy.
+    fn facts_of<B>(request: &Request<B>) -> RequestFacts {
+        RequestFacts::named_in(
+            request,
+            &KnownMethods::default(),
+            &Origin::default(),
+            &Routes::new(),
+        )
+    }
+
     #[test]
     fn sensitive_query_values_are_redacted_and_others_kept() {
         assert_eq!(redacted_query("q=rust&page=2", 2048), "q=rust&page=2");
@@ -384,8 +428,8 @@ mod tests {
         let request = Request::get("/?Signature=0123456789abcdef&q=1")
             .body(())
             .unwrap();
-        let facts = RequestFacts::named_in(&request, &Routes::new());
-        let attributes = facts.recording_attributes(&request, &[], 14);
+        let facts = facts_of(&request);
+        let attributes = facts.span_attributes(&request, &Origin::default(), &[], 14);
         assert!(attributes.contains(&KeyValue::new("url.query", "Signature=REDA")));
     }
 
@@ -396,10 +440,10 @@ mod tests {
             .uri("/cache")
             .body(())
             .unwrap();
-        let facts = RequestFacts::named_in(&request, &Routes::new());
+        let facts = facts_of(&request);
         assert_eq!(facts.method, "_OTHER");
         assert_eq!(facts.span_name, "HTTP");
-        let attributes = facts.recording_attributes(&request, &[], 2048);
+        let attributes = facts.span_attributes(&request, &Origin::default(), &[], 2048);
         assert!(attributes.contains(&KeyValue::new("http.request.method_original", "PURGE")));
     }
 
@@ -496,10 +540,9 @@ mod tests {
             .header("x-id", &long)
             .body(())
             .unwrap();
-        let facts = RequestFacts::named_in(&request, &Routes::new());
+        let facts = facts_of(&request);
         let recorded = [(http::HeaderName::from_static("x-id"), Key::new("id"))];
-        let mut attributes = facts.sampling_attributes(&request, 4);
-        attributes.extend(facts.recording_attributes(&request, &recorded, 4));
+        let attributes = facts.span_attributes(&request, &Origin::default(), &recorded, 4);
         let value = |key: &str| {
             let found = attributes.iter().find(|kv| kv.key.as_str() == key);
             found.map(|kv| kv.value.clone())
@@ -546,6 +589,54 @@ mod tests {
     }
 
     #[test]
+    fn a_trusted_origin_gives_scheme_server_and_client_and_the_socket_gives_the_peer() {
+        let request = Request::get("/")
+            .header("host", "internal:80")
+            .body(())
+            .unwrap();
+        let mut origin = Origin {
+            peer: Some("10.0.0.1:5000".parse().unwrap()),
+            client: Some(("2001:db8::7".parse().unwrap(), Some(4711))),
+            scheme: Some("https"),
+            host: Some("shop.example:8443"),
+        };
+        let facts =
+            RequestFacts::named_in(&request, &KnownMethods::default(), &origin, &Routes::new());
+        assert_eq!(facts.scheme, "https");
+        let attributes = facts.span_attributes(&request, &origin, &[], 2048);
+        for expected in [
+            KeyValue::new("url.scheme", "https"),
+            KeyValue::new("server.address", "shop.example"),
+            KeyValue::new("server.port", 8443),
+            KeyValue::new("client.address", "2001:db8::7"),
+            KeyValue::new("client.port", 4711),
+            KeyValue::new("network.peer.address", "10.0.0.1"),
+            KeyValue::new("network.peer.port", 5000),
+        ] {
+            assert!(attributes.contains(&expected), "{expected:?}");
+        }
+        // A forwarded host that is not `host[:port]` leaves the request's; an IP address is cut
+        // only under a limit shorter than it.
+        origin.host = Some("bad host");
+        let attributes = facts.span_attributes(&request, &origin, &[], 4);
+        assert!(attributes.contains(&KeyValue::new("server.address", "inte")));
+        assert!(attributes.contains(&KeyValue::new("server.port", 80)));
+        assert!(attributes.contains(&KeyValue::new("client.address", "2001")));
+        assert!(attributes.contains(&KeyValue::new("network.peer.address", "10.0")));
+    }
+
+    #[test]
+    fn ip_addresses_are_written_whole_up_to_the_longest() {
+        let longest: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.254"
+            .parse()
+            .unwrap();
+        assert_eq!(longest.to_string().len(), 39);
+        assert_eq!(&*ip_string(longest, 2048), longest.to_string());
+        assert_eq!(&*ip_string("192.0.2.1".parse().unwrap(), 2048), "192.0.2.1");
+        assert_eq!(&*ip_string("192.0.2.1".parse().unwrap(), 3), "192");
+    }
+
+    #[test]
     fn server_address_comes_from_the_host_header_or_the_uri() {
         let http1 = Request::builder()
             .uri("/")
@@ -558,8 +649,8 @@ mod tests {
             .body(())
             .unwrap();
         for (request, host, port) in [(http1, "example.com", 8080), (http2, "::1", 8443)] {
-            let facts = RequestFacts::named_in(&request, &Routes::new());
-            let attributes = facts.recording_attributes(&request, &[], 2048);
+            let facts = facts_of(&request);
+            let attributes = facts.span_attributes(&request, &Origin::default(), &[], 2048);
             assert!(attributes.contains(&KeyValue::new("server.address", host)));
             assert!(attributes.contains(&KeyValue::new("server.port", port)));
         }
