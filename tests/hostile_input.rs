@@ -50,7 +50,7 @@ use opentelemetry_sdk::{
     propagation::{BaggagePropagator, TraceContextPropagator},
     trace::{InMemorySpanExporter, Sampler, SdkTracerProvider},
 };
-use otel_monitor::MonitorLayer;
+use otel_monitor::{ForwardedHeaders, MonitorLayer};
 use proptest::{
     collection::vec,
     prelude::*,
@@ -381,7 +381,9 @@ impl Pipeline {
     }
 
     /// The layer, in its default configuration or with every option that reads or writes
-    /// headers on.
+    /// headers on: every peer a trusted proxy, so that the `Forwarded` header is parsed (its
+    /// grammar is the harder one; `X-Forwarded-For` is property-tested in the layer's own unit
+    /// tests).
     fn layer(&self, everything: bool) -> MonitorLayer {
         let builder = MonitorLayer::builder()
             .tracer(self.tracer_provider.tracer("hostile"))
@@ -392,6 +394,8 @@ impl Pipeline {
             ]));
         if everything {
             builder
+                .trusted_proxies(["0.0.0.0/0", "::/0"])
+                .forwarded_headers(ForwardedHeaders::Forwarded)
                 .record_request_headers(RECORDED)
                 .record_response_headers(RECORDED.iter().copied().chain(["content-type"]))
                 .inject_trace_context(true)
