@@ -107,6 +107,7 @@ impl InFlight {
                     request,
                     &origin,
                     &shared.request_headers,
+                    &shared.sensitive_query_parameters,
                     shared.value_length_limit,
                 ))
                 .start_with_context(&shared.tracer, &parent);

@@ -5,8 +5,8 @@
 //! the [`MonitorService`] in `service.rs`, the [`ResponseFuture`] in `future.rs`, the body
 //! wrappers in `body.rs`, the trace context read from the headers in `extractor.rs`, who the
 //! client is (the socket peer, or what trusted proxies say) in `forwarded.rs`, the methods known
-//! by name in `known_methods.rs`, what is
-//! read from a request in `request.rs` (cut to the attribute value length limit), the span names
+//! by name in `known_methods.rs`, what is read from a request in `request.rs` (cut to the
+//! attribute value length limit), what is never recorded of it in `redaction.rs`, the span names
 //! made once per route for the whole process in `routes.rs`, and the life of one request, from
 //! its span's start to the last metric, in `in_flight.rs`.
 
@@ -17,6 +17,7 @@ mod forwarded;
 mod future;
 mod in_flight;
 mod known_methods;
+mod redaction;
 mod request;
 mod routes;
 mod service;
@@ -45,20 +46,13 @@ use tower_layer::Layer;
 use crate::{config, http_metrics::HttpServerMetrics};
 use forwarded::TrustedProxies;
 use known_methods::KnownMethods;
+use redaction::{CREDENTIAL_HEADERS, SensitiveQueryParameters};
 
 /// The attribute value length limit, in characters, when neither the builder nor the environment
 /// sets one: longer than nearly every real URL (browsers and CDNs stop near 2,000) and user
 /// agent (a few hundred), and small enough that the values a client controls, five strings and
 /// the recorded headers, keep a span within a few tens of KiB.
 const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT: usize = 2048;
-
-/// Headers whose values are never recorded, even when listed: they carry credentials.
-const NEVER_RECORDED: [HeaderName; 4] = [
-    http::header::AUTHORIZATION,
-    http::header::COOKIE,
-    http::header::SET_COOKIE,
-    http::header::PROXY_AUTHORIZATION,
-];
 
 /// A tower [`Layer`] that makes every request an OpenTelemetry SERVER span and records the
 /// HTTP server metrics, both as the HTTP semantic conventions (v1.44) name them.
@@ -85,6 +79,20 @@ const NEVER_RECORDED: [HeaderName; 4] = [
 /// 2,048 characters unless configured otherwise (see
 /// [`attribute_value_length_limit`](MonitorLayerBuilder::attribute_value_length_limit)), and a
 /// recorded header keeps its first 8 values.
+///
+/// What a client sends as a credential is never recorded, in spans, log records or console lines:
+/// - the values of the sensitive query parameters, `REDACTED` in `url.query`
+///   (`q=1&X-Amz-Signature=REDACTED`): by default the HTTP semantic conventions' list (v1.44),
+///   `X-Amz-Signature`, `X-Amz-Credential`, `X-Amz-Security-Token`, `sig`, `X-Goog-Signature`,
+///   and the `AWSAccessKeyId` and `Signature` of older signed URLs; see
+///   [`sensitive_query_parameters`](MonitorLayerBuilder::sensitive_query_parameters);
+/// - `Authorization`, `Cookie`, `Set-Cookie` and `Proxy-Authorization`, even when listed to be
+///   recorded, and the headers added with
+///   [`never_record_headers`](MonitorLayerBuilder::never_record_headers);
+/// - the user info of a URL (`https://user:password@host/`): `server.address` is the host alone,
+///   and no attribute holds the whole URL.
+///
+/// The access log holds the path, never the query or a header.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -113,6 +121,7 @@ pub(crate) struct Shared {
     pub(crate) filter: Option<PathFilter>,
     pub(crate) request_headers: Box<[(HeaderName, Key)]>,
     pub(crate) response_headers: Box<[(HeaderName, Key)]>,
+    pub(crate) sensitive_query_parameters: SensitiveQueryParameters,
     pub(crate) inject_trace_context: bool,
     pub(crate) access_log: bool,
     /// The most characters of an attribute value a client controls.
@@ -159,6 +168,10 @@ impl fmt::Debug for MonitorLayer {
             .field("filtered", &self.shared.filter.is_some())
             .field("request_headers", &self.shared.request_headers)
             .field("response_headers", &self.shared.response_headers)
+            .field(
+                "sensitive_query_parameters",
+                &self.shared.sensitive_query_parameters,
+            )
             .field("inject_trace_context", &self.shared.inject_trace_context)
             .field("access_log", &self.shared.access_log)
             .field("value_length_limit", &self.shared.value_length_limit)
@@ -186,6 +199,8 @@ pub struct MonitorLayerBuilder {
     filter: Option<PathFilter>,
     request_headers: Vec<HeaderName>,
     response_headers: Vec<HeaderName>,
+    never_recorded_headers: Vec<HeaderName>,
+    sensitive_query_parameters: Option<SensitiveQueryParameters>,
     inject_trace_context: bool,
     access_log: bool,
     value_length_limit: Option<usize>,
@@ -228,12 +243,15 @@ impl MonitorLayerBuilder {
         self
     }
 
-    /// Records these request headers as `http.request.header.<name>` span attributes.
+    /// Records these request headers as `http.request.header.<name>` span attributes (names
+    /// match in any case).
     ///
-    /// `authorization`, `cookie`, `set-cookie` and `proxy-authorization` are never recorded;
-    /// names that are not valid header names are ignored. Each attribute is an array of the
-    /// header's values in the order received, at most the first 8 (a client can repeat a header
-    /// thousands of times), each cut to the
+    /// `authorization`, `cookie`, `set-cookie` and `proxy-authorization` are never recorded, nor
+    /// the headers named in [`never_record_headers`](Self::never_record_headers), nor a value
+    /// marked [sensitive](http::HeaderValue::is_sensitive) (as tower-http's
+    /// `SetSensitiveRequestHeadersLayer` marks them); names that are not valid header names are
+    /// ignored. Each attribute is an array of the header's values in the order received, at most
+    /// the first 8 (a client can repeat a header thousands of times), each cut to the
     /// [attribute value length limit](Self::attribute_value_length_limit).
     pub fn record_request_headers<I, N>(mut self, names: I) -> Self
     where
@@ -254,6 +272,69 @@ impl MonitorLayerBuilder {
         N: AsRef<str>,
     {
         self.response_headers.extend(header_names(names));
+        self
+    }
+
+    /// Never records these headers, request or response, even when they are listed in
+    /// [`record_request_headers`](Self::record_request_headers) or
+    /// [`record_response_headers`](Self::record_response_headers): added to `authorization`,
+    /// `cookie`, `set-cookie` and `proxy-authorization`, which are never recorded whatever is
+    /// configured. Names match in any case; names that are not valid header names are ignored.
+    /// Each call adds to the previous ones.
+    ///
+    /// For the headers that carry your own credentials, so that a list of headers to record
+    /// that comes from configuration cannot export them.
+    ///
+    /// ```
+    /// use otel_monitor::MonitorLayer;
+    ///
+    /// let layer = MonitorLayer::builder()
+    ///     .never_record_headers(["X-Api-Key", "x-csrf-token"])
+    ///     // Not recorded: x-api-key is never recorded.
+    ///     .record_request_headers(["x-request-id", "x-api-key"])
+    ///     .build();
+    /// ```
+    pub fn never_record_headers<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        self.never_recorded_headers.extend(header_names(names));
+        self
+    }
+
+    /// Redacts the values of exactly these query parameters in `url.query` (`REDACTED` in place of
+    /// the value, the name kept), instead of the default list; an empty list redacts none. Names
+    /// match case-sensitively, as the HTTP semantic conventions say; each call replaces the list
+    /// of the previous one.
+    ///
+    /// This is a full override of the default list, as the conventions'
+    /// `sensitive_query_parameters` setting is (v1.44, `url.query`): to add a name, list the
+    /// defaults too. By default the conventions' list, `X-Amz-Signature`, `X-Amz-Credential`,
+    /// `X-Amz-Security-Token`, `sig`, `X-Goog-Signature`, and `AWSAccessKeyId` and `Signature`,
+    /// which older versions of the conventions listed (version 2 signed URLs of S3 and Google
+    /// Cloud Storage).
+    ///
+    /// ```
+    /// use otel_monitor::MonitorLayer;
+    ///
+    /// let layer = MonitorLayer::builder()
+    ///     .sensitive_query_parameters([
+    ///         "X-Amz-Signature",
+    ///         "X-Amz-Credential",
+    ///         "X-Amz-Security-Token",
+    ///         "sig",
+    ///         "X-Goog-Signature",
+    ///         "access_token",
+    ///     ])
+    ///     .build();
+    /// ```
+    pub fn sensitive_query_parameters<I, N>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = N>,
+        N: AsRef<str>,
+    {
+        self.sensitive_query_parameters = Some(SensitiveQueryParameters::new(names));
         self
     }
 
@@ -418,6 +499,16 @@ impl MonitorLayerBuilder {
         for warning in warnings.0 {
             tracing::warn!("{warning}");
         }
+        let never_recorded = |name: &HeaderName| {
+            CREDENTIAL_HEADERS.contains(name) || self.never_recorded_headers.contains(name)
+        };
+        let request_headers =
+            attribute_keys("http.request.header", self.request_headers, never_recorded);
+        let response_headers = attribute_keys(
+            "http.response.header",
+            self.response_headers,
+            never_recorded,
+        );
         MonitorLayer {
             shared: Arc::new(Shared {
                 tracer,
@@ -425,8 +516,9 @@ impl MonitorLayerBuilder {
                 metrics: HttpServerMetrics::new(&meter),
                 propagator: self.propagator,
                 filter: self.filter,
-                request_headers: attribute_keys("http.request.header", self.request_headers),
-                response_headers: attribute_keys("http.response.header", self.response_headers),
+                request_headers,
+                response_headers,
+                sensitive_query_parameters: self.sensitive_query_parameters.unwrap_or_default(),
                 inject_trace_context: self.inject_trace_context,
                 access_log: self.access_log,
                 value_length_limit,
@@ -442,6 +534,11 @@ impl fmt::Debug for MonitorLayerBuilder {
         f.debug_struct("MonitorLayerBuilder")
             .field("request_headers", &self.request_headers)
             .field("response_headers", &self.response_headers)
+            .field("never_recorded_headers", &self.never_recorded_headers)
+            .field(
+                "sensitive_query_parameters",
+                &self.sensitive_query_parameters,
+            )
             .field("inject_trace_context", &self.inject_trace_context)
             .field("access_log", &self.access_log)
             .field("value_length_limit", &self.value_length_limit)
@@ -460,11 +557,16 @@ where
     names
         .into_iter()
         .filter_map(|name| HeaderName::try_from(name.as_ref()).ok())
-        .filter(|name| !NEVER_RECORDED.contains(name))
 }
 
-/// Pairs each header with its attribute key, made once here rather than per request.
-fn attribute_keys(prefix: &str, mut names: Vec<HeaderName>) -> Box<[(HeaderName, Key)]> {
+/// Pairs each header that may be recorded with its attribute key, made once here rather than
+/// per request.
+fn attribute_keys(
+    prefix: &str,
+    mut names: Vec<HeaderName>,
+    never_recorded: impl Fn(&HeaderName) -> bool,
+) -> Box<[(HeaderName, Key)]> {
+    names.retain(|name| !never_recorded(name));
     names.sort_unstable_by(|a, b| a.as_str().cmp(b.as_str()));
     names.dedup();
     names
@@ -474,4 +576,67 @@ fn attribute_keys(prefix: &str, mut names: Vec<HeaderName>) -> Box<[(HeaderName,
             (name, key)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded(headers: &[(HeaderName, Key)]) -> Vec<&str> {
+        headers.iter().map(|(name, _)| name.as_str()).collect()
+    }
+
+    #[test]
+    fn never_recorded_headers_are_left_out_in_any_case_and_whatever_the_order_of_the_calls() {
+        let listed = ["x-request-id", "X-API-KEY", "Authorization", "x-csrf-token"];
+        let first = MonitorLayer::builder()
+            .never_record_headers(["X-Api-Key"])
+            .record_request_headers(listed)
+            .record_response_headers(listed)
+            .never_record_headers(["X-CSRF-Token", "not a header name"])
+            .build();
+        let last = MonitorLayer::builder()
+            .record_request_headers(listed)
+            .record_response_headers(listed)
+            .never_record_headers(["x-api-key", "x-csrf-token"])
+            .build();
+        for layer in [first, last] {
+            assert_eq!(recorded(&layer.shared.request_headers), ["x-request-id"]);
+            assert_eq!(recorded(&layer.shared.response_headers), ["x-request-id"]);
+        }
+        // The credential headers stay out without being named.
+        let layer = MonitorLayer::builder()
+            .record_request_headers(["cookie", "x-request-id"])
+            .record_response_headers(["Set-Cookie", "x-kept"])
+            .build();
+        assert_eq!(recorded(&layer.shared.request_headers), ["x-request-id"]);
+        assert_eq!(recorded(&layer.shared.response_headers), ["x-kept"]);
+    }
+
+    #[test]
+    fn sensitive_query_parameters_replace_the_default_list_and_the_last_call_wins() {
+        let query = "sig=1&token=2&X-Amz-Signature=3&AWSAccessKeyId=4";
+        let redacted = |layer: MonitorLayer| {
+            layer
+                .shared
+                .sensitive_query_parameters
+                .redacted(query, 2048)
+        };
+        assert_eq!(
+            redacted(MonitorLayer::new()),
+            "sig=REDACTED&token=2&X-Amz-Signature=REDACTED&AWSAccessKeyId=REDACTED"
+        );
+        let own = MonitorLayer::builder()
+            .sensitive_query_parameters(["sig"])
+            .sensitive_query_parameters(vec!["token".to_owned()])
+            .build();
+        assert_eq!(
+            redacted(own),
+            "sig=1&token=REDACTED&X-Amz-Signature=3&AWSAccessKeyId=4"
+        );
+        let none = MonitorLayer::builder()
+            .sensitive_query_parameters(Vec::<String>::new())
+            .build();
+        assert_eq!(redacted(none), query);
+    }
 }

@@ -17,6 +17,7 @@ use opentelemetry::{Key, KeyValue, Value};
 use super::{
     forwarded::Origin,
     known_methods::KnownMethods,
+    redaction::SensitiveQueryParameters,
     routes::{ROUTES, Routes},
 };
 use crate::http_metrics::ActiveSeries;
@@ -25,10 +26,6 @@ use opentelemetry_semantic_conventions::attribute::{
     NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT, NETWORK_PROTOCOL_VERSION, SERVER_ADDRESS, SERVER_PORT,
     URL_PATH, URL_QUERY, URL_SCHEME, USER_AGENT_ORIGINAL,
 };
-
-/// Query parameters whose values the conventions say to redact by default.
-const SENSITIVE_QUERY_PARAMETERS: [&str; 4] =
-    ["AWSAccessKeyId", "Signature", "sig", "X-Goog-Signature"];
 
 /// How many values of one recorded header are kept, the first ones: a client can repeat a
 /// header thousands of times, and legitimate repeats (proxies adding a line each) are a few.
@@ -103,12 +100,14 @@ impl RequestFacts {
     /// conventions (v1.44.0, HTTP server span) mark sampling-relevant and ask for at creation:
     /// `client.address`, `http.request.header.<key>`, `http.request.method`, `server.address`,
     /// `server.port`, `url.path`, `url.query`, `url.scheme`, `user_agent.original`. Each string
-    /// a client controls is cut to `limit` characters.
+    /// a client controls is cut to `limit` characters, the values of the `sensitive` query
+    /// parameters redacted.
     pub(crate) fn span_attributes<B>(
         &self,
         request: &Request<B>,
         origin: &Origin<'_>,
         headers_to_record: &[(http::HeaderName, Key)],
+        sensitive: &SensitiveQueryParameters,
         limit: usize,
     ) -> Vec<KeyValue> {
         // Room for all of them, and for the status code and error type set at the end.
@@ -132,7 +131,7 @@ impl RequestFacts {
             ));
         }
         if let Some(query) = request.uri().query() {
-            attributes.push(KeyValue::new(URL_QUERY, redacted_query(query, limit)));
+            attributes.push(KeyValue::new(URL_QUERY, sensitive.redacted(query, limit)));
         }
         // A trusted proxy's host, when it is `host[:port]`; else the one the request addressed.
         let server = origin
@@ -191,7 +190,9 @@ fn ip_string(address: IpAddr, limit: usize) -> Arc<str> {
 
 /// Appends `http.{request,response}.header.<name>` attributes, one string array each: the
 /// first [`MAX_HEADER_VALUES`] values of the header, each cut to `value_length_limit`
-/// characters (as the specification limits a string array: each element on its own).
+/// characters (as the specification limits a string array: each element on its own). A value
+/// marked sensitive ([`HeaderValue::is_sensitive`](http::HeaderValue::is_sensitive), as
+/// tower-http's `SetSensitiveHeaders` marks them) is left out.
 pub(crate) fn record_headers(
     headers: &HeaderMap,
     headers_to_record: &[(http::HeaderName, Key)],
@@ -202,6 +203,7 @@ pub(crate) fn record_headers(
         let values: Vec<_> = headers
             .get_all(name)
             .iter()
+            .filter(|value| !value.is_sensitive())
             .take(MAX_HEADER_VALUES)
             .map(|value| {
                 // Enough bytes for `value_length_limit` characters of any width: the rest would
@@ -246,7 +248,7 @@ fn truncated_by_characters(value: &str, limit: usize) -> &str {
 
 /// [`truncated`] for a value that may already be owned, cut in place: one allocation at most,
 /// as many as copying it whole.
-fn truncated_owned(value: Cow<'_, str>, limit: usize) -> String {
+pub(super) fn truncated_owned(value: Cow<'_, str>, limit: usize) -> String {
     match value {
         Cow::Borrowed(value) => truncated(value, limit).to_owned(),
         Cow::Owned(mut value) => {
@@ -341,40 +343,6 @@ fn header_str(headers: &HeaderMap, name: http::HeaderName) -> Option<&str> {
     headers.get(name)?.to_str().ok()
 }
 
-/// `query` with the values of the parameters the conventions deem sensitive replaced by
-/// `REDACTED`, cut to `limit` characters.
-///
-/// Redacted before it is cut, since a cut could hide a parameter's name and keep its value, and
-/// built only as far as the cut: past `4 × limit` bytes (characters of any width) the rest would
-/// be cut anyway. A client's query of any length costs at most about that much memory.
-fn redacted_query(query: &str, limit: usize) -> String {
-    let is_sensitive = |name: &str| SENSITIVE_QUERY_PARAMETERS.contains(&name);
-    let any_sensitive = query
-        .split('&')
-        .any(|pair| is_sensitive(pair.split_once('=').map_or(pair, |(name, _)| name)));
-    if !any_sensitive {
-        return truncated(query, limit).to_owned();
-    }
-    let enough = limit.saturating_mul(4);
-    let mut redacted = String::with_capacity(query.len().min(enough));
-    for (index, pair) in query.split('&').enumerate() {
-        if redacted.len() >= enough {
-            break;
-        }
-        if index > 0 {
-            redacted.push('&');
-        }
-        match pair.split_once('=') {
-            Some((name, _)) if is_sensitive(name) => {
-                redacted.push_str(name);
-                redacted.push_str("=REDACTED");
-            }
-            _ => redacted.push_str(pair),
-        }
-    }
-    truncated_owned(Cow::Owned(redacted), limit)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,46 +358,18 @@ mod tests {
     }
 
     #[test]
-    fn sensitive_query_values_are_redacted_and_others_kept() {
-        assert_eq!(redacted_query("q=rust&page=2", 2048), "q=rust&page=2");
-        assert_eq!(
-            redacted_query(
-                "sig=abc&q=1&Signature=x&AWSAccessKeyId=k&X-Goog-Signature=g&flag&sig",
-                2048
-            ),
-            "sig=REDACTED&q=1&Signature=REDACTED&AWSAccessKeyId=REDACTED&X-Goog-Signature=REDACTED&flag&sig"
-        );
-    }
-
-    #[test]
-    fn a_long_query_is_redacted_as_far_as_it_is_kept_and_no_further() {
-        let pairs = ["q=é", "sig=secret", "&", "x"];
-        for limit in [0, 1, 5, 13, 40] {
-            for count in [1, 10, 1000] {
-                let query = pairs.repeat(count).join("&");
-                let whole = query
-                    .split('&')
-                    .map(|pair| match pair.split_once('=') {
-                        Some(("sig", _)) => "sig=REDACTED",
-                        _ => pair,
-                    })
-                    .collect::<Vec<_>>()
-                    .join("&");
-                let redacted = redacted_query(&query, limit);
-                assert_eq!(redacted, truncated(&whole, limit), "{limit}, {count}");
-                // Built to at most one pair past 4 × limit bytes, doubling as it grows.
-                assert!(redacted.capacity() <= 2 * (4 * limit + "&sig=REDACTED".len()));
-            }
-        }
-    }
-
-    #[test]
     fn a_query_is_redacted_before_it_is_cut() {
         let request = Request::get("/?Signature=0123456789abcdef&q=1")
             .body(())
             .unwrap();
         let facts = facts_of(&request);
-        let attributes = facts.span_attributes(&request, &Origin::default(), &[], 14);
+        let attributes = facts.span_attributes(
+            &request,
+            &Origin::default(),
+            &[],
+            &SensitiveQueryParameters::default(),
+            14,
+        );
         assert!(attributes.contains(&KeyValue::new("url.query", "Signature=REDA")));
     }
 
@@ -443,7 +383,13 @@ mod tests {
         let facts = facts_of(&request);
         assert_eq!(facts.method, "_OTHER");
         assert_eq!(facts.span_name, "HTTP");
-        let attributes = facts.span_attributes(&request, &Origin::default(), &[], 2048);
+        let attributes = facts.span_attributes(
+            &request,
+            &Origin::default(),
+            &[],
+            &SensitiveQueryParameters::default(),
+            2048,
+        );
         assert!(attributes.contains(&KeyValue::new("http.request.method_original", "PURGE")));
     }
 
@@ -530,6 +476,51 @@ mod tests {
     }
 
     #[test]
+    fn a_header_value_marked_sensitive_is_not_recorded() {
+        let mut headers = HeaderMap::new();
+        let mut secret = http::HeaderValue::from_static("k3y-marked-sensitive");
+        secret.set_sensitive(true);
+        headers.append("x-api-key", secret);
+        headers.append("x-api-key", http::HeaderValue::from_static("public"));
+        let recorded = [(http::HeaderName::from_static("x-api-key"), Key::new("key"))];
+        let mut attributes = Vec::new();
+        record_headers(&headers, &recorded, 2048, &mut attributes);
+        let kept = Value::Array(opentelemetry::Array::String(vec!["public".into()]));
+        assert_eq!(attributes, [KeyValue::new("key", kept)]);
+    }
+
+    #[test]
+    fn user_info_reaches_no_attribute() {
+        // Absolute form (HTTP/1.1 to a proxy), `:authority` (HTTP/2) and a `Host` header, each
+        // with user info: `server.address` is the host alone.
+        let absolute = Request::get("http://alice:s3cret@example.com:8080/p?q=1")
+            .body(())
+            .unwrap();
+        let http2 = Request::get("https://alice:s3cret@example.com:8080/p?q=1")
+            .version(Version::HTTP_2)
+            .body(())
+            .unwrap();
+        let host = Request::get("/p?q=1")
+            .header("host", "alice:s3cret@example.com:8080")
+            .body(())
+            .unwrap();
+        for request in [absolute, http2, host] {
+            let attributes = facts_of(&request).span_attributes(
+                &request,
+                &Origin::default(),
+                &[],
+                &SensitiveQueryParameters::default(),
+                2048,
+            );
+            assert!(attributes.contains(&KeyValue::new("server.address", "example.com")));
+            assert!(attributes.contains(&KeyValue::new("server.port", 8080)));
+            assert!(attributes.contains(&KeyValue::new("url.path", "/p")));
+            let all = format!("{attributes:?}");
+            assert!(!all.contains("s3cret") && !all.contains("alice"), "{all}");
+        }
+    }
+
+    #[test]
     fn every_value_a_client_controls_is_cut_and_the_others_are_not() {
         let long = "a".repeat(50);
         let request = Request::builder()
@@ -542,7 +533,13 @@ mod tests {
             .unwrap();
         let facts = facts_of(&request);
         let recorded = [(http::HeaderName::from_static("x-id"), Key::new("id"))];
-        let attributes = facts.span_attributes(&request, &Origin::default(), &recorded, 4);
+        let attributes = facts.span_attributes(
+            &request,
+            &Origin::default(),
+            &recorded,
+            &SensitiveQueryParameters::default(),
+            4,
+        );
         let value = |key: &str| {
             let found = attributes.iter().find(|kv| kv.key.as_str() == key);
             found.map(|kv| kv.value.clone())
@@ -603,7 +600,13 @@ mod tests {
         let facts =
             RequestFacts::named_in(&request, &KnownMethods::default(), &origin, &Routes::new());
         assert_eq!(facts.scheme, "https");
-        let attributes = facts.span_attributes(&request, &origin, &[], 2048);
+        let attributes = facts.span_attributes(
+            &request,
+            &origin,
+            &[],
+            &SensitiveQueryParameters::default(),
+            2048,
+        );
         for expected in [
             KeyValue::new("url.scheme", "https"),
             KeyValue::new("server.address", "shop.example"),
@@ -618,7 +621,13 @@ mod tests {
         // A forwarded host that is not `host[:port]` leaves the request's; an IP address is cut
         // only under a limit shorter than it.
         origin.host = Some("bad host");
-        let attributes = facts.span_attributes(&request, &origin, &[], 4);
+        let attributes = facts.span_attributes(
+            &request,
+            &origin,
+            &[],
+            &SensitiveQueryParameters::default(),
+            4,
+        );
         assert!(attributes.contains(&KeyValue::new("server.address", "inte")));
         assert!(attributes.contains(&KeyValue::new("server.port", 80)));
         assert!(attributes.contains(&KeyValue::new("client.address", "2001")));
@@ -650,7 +659,13 @@ mod tests {
             .unwrap();
         for (request, host, port) in [(http1, "example.com", 8080), (http2, "::1", 8443)] {
             let facts = facts_of(&request);
-            let attributes = facts.span_attributes(&request, &Origin::default(), &[], 2048);
+            let attributes = facts.span_attributes(
+                &request,
+                &Origin::default(),
+                &[],
+                &SensitiveQueryParameters::default(),
+                2048,
+            );
             assert!(attributes.contains(&KeyValue::new("server.address", host)));
             assert!(attributes.contains(&KeyValue::new("server.port", port)));
         }

@@ -294,6 +294,17 @@ impl OtlpReceiver {
         (received.http_requests, received.grpc_requests)
     }
 
+    /// Every export request received so far (traces, metrics, logs), encoded again as OTLP
+    /// protobuf and concatenated: each string a span, metric or log record holds is in it byte
+    /// for byte, so a test can search everything the receiver got.
+    pub fn received_bytes(&self) -> Vec<u8> {
+        let received = lock(&self.received);
+        let traces = received.traces.iter().map(Message::encode_to_vec);
+        let metrics = received.metrics.iter().map(Message::encode_to_vec);
+        let logs = received.logs.iter().map(Message::encode_to_vec);
+        traces.chain(metrics).chain(logs).flatten().collect()
+    }
+
     /// Every span received so far, flattened out of their export requests, in arrival order.
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         let received = lock(&self.received);
