@@ -32,6 +32,9 @@ pub(crate) const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
 pub(crate) const OTEL_MONITOR_HOST_METRICS: &str = "OTEL_MONITOR_HOST_METRICS";
 /// `OTEL_MONITOR_HOST_METRICS_GROUPS`: which groups of host and process metrics to report.
 pub(crate) const OTEL_MONITOR_HOST_METRICS_GROUPS: &str = "OTEL_MONITOR_HOST_METRICS_GROUPS";
+/// `OTEL_MONITOR_PUBLIC_ENDPOINT`: `true` makes a `MonitorLayer` link the incoming trace context
+/// instead of continuing it, and drop the incoming baggage.
+pub(crate) const OTEL_MONITOR_PUBLIC_ENDPOINT: &str = "OTEL_MONITOR_PUBLIC_ENDPOINT";
 /// `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`: the most characters of a span attribute's value.
 pub(crate) const OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str =
     "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT";
@@ -378,6 +381,20 @@ pub(crate) fn span_attribute_value_length_limit(
     })
 }
 
+/// Whether the environment makes the service a public endpoint (`OTEL_MONITOR_PUBLIC_ENDPOINT`,
+/// read through `env`): only `true` is true; unset and empty are false, and any other value is
+/// false with a warning, as the specification reads a boolean (v1.44.0), whose unset value must
+/// be false: hence a name under which off, continuing the incoming trace as today, is the
+/// default.
+pub(crate) fn public_endpoint(
+    env: impl Fn(&str) -> Option<String>,
+    warnings: &mut Warnings,
+) -> bool {
+    env(OTEL_MONITOR_PUBLIC_ENDPOINT)
+        .filter(|value| !value.trim().is_empty())
+        .is_some_and(|value| parse_spec_bool(OTEL_MONITOR_PUBLIC_ENDPOINT, &value, warnings))
+}
+
 /// Reads `variable` through `env` and parses it; unset and empty are `None`, and a value the
 /// parser refuses is an error naming the variable and the `expected` values.
 fn parse<T>(
@@ -658,5 +675,33 @@ mod tests {
             assert_eq!(read(&[(span, invalid)]), (None, 1), "{invalid}");
             assert_eq!(read(&[(span, invalid), (general, invalid)]), (None, 2));
         }
+    }
+
+    #[test]
+    fn a_public_endpoint_is_only_true_and_other_values_warn() {
+        let read = |value: Option<&str>| {
+            let mut warnings = Warnings::default();
+            let public = public_endpoint(
+                |name| {
+                    assert_eq!(name, OTEL_MONITOR_PUBLIC_ENDPOINT);
+                    value.map(str::to_owned)
+                },
+                &mut warnings,
+            );
+            (public, warnings.0)
+        };
+        for value in ["true", "TRUE", " True "] {
+            assert_eq!(read(Some(value)), (true, vec![]), "{value:?}");
+        }
+        for value in [None, Some(""), Some("  "), Some("false"), Some("FALSE")] {
+            assert_eq!(read(value), (false, vec![]), "{value:?}");
+        }
+        assert_eq!(
+            read(Some("yes")),
+            (
+                false,
+                vec![r#"OTEL_MONITOR_PUBLIC_ENDPOINT="yes" is neither true nor false: read as false"#.to_owned()]
+            )
+        );
     }
 }

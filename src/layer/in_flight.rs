@@ -18,14 +18,14 @@ use std::{
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use opentelemetry::{
-    Context, KeyValue, global,
+    Context, KeyValue,
     trace::{Span as _, SpanContext, SpanKind, Status, TraceContextExt, TraceFlags, Tracer},
 };
 use opentelemetry_semantic_conventions::attribute::{ERROR_TYPE, HTTP_RESPONSE_STATUS_CODE};
 
 use super::{
     Shared,
-    extractor::RequestHeaders,
+    parent::Parent,
     request::{RequestFacts, peer_address, record_headers, truncated},
 };
 use crate::http_metrics::Series;
@@ -81,18 +81,17 @@ pub(crate) struct InFlight {
 }
 
 impl InFlight {
-    /// Starts the span of `request` as a child of the context its headers carry, and counts
-    /// the request as active.
+    /// Starts the span of `request` as a child of the context its headers carry (on a public
+    /// endpoint, in a new trace linked to it: see [`Parent`]), and counts the request as active.
     pub(crate) fn start<B>(shared: Arc<Shared>, request: &Request<B>) -> Self {
         let origin = shared
             .trusted_proxies
             .origin(peer_address(request), request.headers());
         let facts = RequestFacts::of(request, &shared.known_methods, &origin);
-        let extractor = RequestHeaders(request.headers());
-        let parent = match &shared.propagator {
-            Some(propagator) => propagator.extract(&extractor),
-            None => global::get_text_map_propagator(|propagator| propagator.extract(&extractor)),
-        };
+        let Parent {
+            cx: parent,
+            links: parent_links,
+        } = Parent::of(&shared, request.headers());
 
         let started_at = SystemTime::now();
         let started = Instant::now();
@@ -103,6 +102,7 @@ impl InFlight {
                 .span_builder(facts.span_name.clone())
                 .with_kind(SpanKind::Server)
                 .with_start_time(started_at)
+                .with_links(parent_links)
                 .with_attributes(facts.span_attributes(
                     request,
                     &origin,

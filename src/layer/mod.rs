@@ -3,7 +3,8 @@
 //!
 //! One file per piece, as tower-http lays out its middleware: the layer and its builder here,
 //! the [`MonitorService`] in `service.rs`, the [`ResponseFuture`] in `future.rs`, the body
-//! wrappers in `body.rs`, the trace context read from the headers in `extractor.rs`, who the
+//! wrappers in `body.rs`, the trace context read from the headers in `extractor.rs`, the context
+//! a request's span starts in (continued, or linked on a public endpoint) in `parent.rs`, who the
 //! client is (the socket peer, or what trusted proxies say) in `forwarded.rs`, the methods known
 //! by name in `known_methods.rs`, what is read from a request in `request.rs` (cut to the
 //! attribute value length limit), what is never recorded of it in `redaction.rs`, the span names
@@ -17,6 +18,7 @@ mod forwarded;
 mod future;
 mod in_flight;
 mod known_methods;
+mod parent;
 mod redaction;
 mod request;
 mod routes;
@@ -59,7 +61,8 @@ const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT: usize = 2048;
 ///
 /// For each request it:
 /// - continues the trace of the incoming `traceparent`/`tracestate`/`baggage` headers (a
-///   malformed header starts a new trace and never fails the request);
+///   malformed header starts a new trace and never fails the request), or, on a
+///   [public endpoint](MonitorLayerBuilder::public_endpoint), starts a new trace linked to it;
 /// - starts a span named `{method} {route}` (`{method}` when no route matched) with the
 ///   conventions' attributes, and runs the inner service inside its context, so `tracing`
 ///   spans and events of the handler become its children;
@@ -123,6 +126,8 @@ pub(crate) struct Shared {
     pub(crate) response_headers: Box<[(HeaderName, Key)]>,
     pub(crate) sensitive_query_parameters: SensitiveQueryParameters,
     pub(crate) inject_trace_context: bool,
+    /// The incoming trace context is linked, not continued, and its baggage dropped.
+    pub(crate) public_endpoint: bool,
     pub(crate) access_log: bool,
     /// The most characters of an attribute value a client controls.
     pub(crate) value_length_limit: usize,
@@ -173,6 +178,7 @@ impl fmt::Debug for MonitorLayer {
                 &self.shared.sensitive_query_parameters,
             )
             .field("inject_trace_context", &self.shared.inject_trace_context)
+            .field("public_endpoint", &self.shared.public_endpoint)
             .field("access_log", &self.shared.access_log)
             .field("value_length_limit", &self.shared.value_length_limit)
             .field("trusted_proxies", &self.shared.trusted_proxies)
@@ -202,6 +208,7 @@ pub struct MonitorLayerBuilder {
     never_recorded_headers: Vec<HeaderName>,
     sensitive_query_parameters: Option<SensitiveQueryParameters>,
     inject_trace_context: bool,
+    public_endpoint: Option<bool>,
     access_log: bool,
     value_length_limit: Option<usize>,
     trusted_proxies: Option<Vec<String>>,
@@ -347,6 +354,37 @@ impl MonitorLayerBuilder {
         self
     }
 
+    /// Treats the incoming trace context as the untrusted input of a public endpoint, when
+    /// `public` is `true`. Each request's span then starts a new trace, which the sampler
+    /// decides afresh, with a span link to the span context of the incoming `traceparent` (its
+    /// ids and flags, without `tracestate`); the incoming `baggage` is dropped, so the handler
+    /// and its downstream calls never see it; a `traceparent` the layer
+    /// [adds to the response](Self::inject_trace_context) names the new span.
+    ///
+    /// Without it, a client chooses the trace id of its requests and, under the default
+    /// parent-based sampler, whether they are sampled (a `-00` flag keeps them out of the
+    /// traces), and its baggage goes on into every call the handler makes. The name is the one
+    /// OpenTelemetry's Go instrumentation gives the same behaviour (`WithPublicEndpoint`).
+    ///
+    /// This overrides the environment, which the layer reads when it is built:
+    /// `OTEL_MONITOR_PUBLIC_ENDPOINT=true` turns it on; as the specification reads a boolean
+    /// variable (v1.44.0), any other value leaves it off, with a warning unless it is `false`
+    /// or empty. Off by default: the incoming trace context is continued, as from a trusted
+    /// caller.
+    ///
+    /// In every mode, a `baggage` of more than 8,192 bytes or 180 list-members (all its lines
+    /// together) is ignored whole, as a malformed one is.
+    ///
+    /// ```
+    /// use otel_monitor::MonitorLayer;
+    ///
+    /// let layer = MonitorLayer::builder().public_endpoint(true).build();
+    /// ```
+    pub fn public_endpoint(mut self, public: bool) -> Self {
+        self.public_endpoint = Some(public);
+        self
+    }
+
     /// Logs one `tracing` event per completed request, at INFO with target
     /// `otel_monitor::access`: method, path, route, status and duration, inside the request's
     /// context (so the console line and the log record carry its trace id). Off by default.
@@ -467,8 +505,9 @@ impl MonitorLayerBuilder {
     }
 
     /// Builds the layer, taking the global tracer and meter where none was given, and the
-    /// attribute value length limit, the trusted proxies, their headers and the known methods
-    /// from the environment where none was given; what it cannot use is logged as a warning.
+    /// attribute value length limit, whether it serves a public endpoint, the trusted proxies,
+    /// their headers and the known methods from the environment where none was given; what it
+    /// cannot use is logged as a warning.
     pub fn build(self) -> MonitorLayer {
         let scope = || {
             InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
@@ -488,6 +527,9 @@ impl MonitorLayerBuilder {
             config::span_attribute_value_length_limit(env, &mut warnings)
                 .unwrap_or(DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT)
         });
+        let public_endpoint = self
+            .public_endpoint
+            .unwrap_or_else(|| config::public_endpoint(env, &mut warnings));
         let trusted_proxies = TrustedProxies::resolve(
             self.trusted_proxies.as_deref(),
             self.forwarded_headers,
@@ -520,6 +562,7 @@ impl MonitorLayerBuilder {
                 response_headers,
                 sensitive_query_parameters: self.sensitive_query_parameters.unwrap_or_default(),
                 inject_trace_context: self.inject_trace_context,
+                public_endpoint,
                 access_log: self.access_log,
                 value_length_limit,
                 trusted_proxies,
@@ -540,6 +583,7 @@ impl fmt::Debug for MonitorLayerBuilder {
                 &self.sensitive_query_parameters,
             )
             .field("inject_trace_context", &self.inject_trace_context)
+            .field("public_endpoint", &self.public_endpoint)
             .field("access_log", &self.access_log)
             .field("value_length_limit", &self.value_length_limit)
             .field("trusted_proxies", &self.trusted_proxies)
