@@ -263,8 +263,8 @@ async fn baggage_beyond_the_w3c_limits_is_ignored_whole_in_every_mode() {
     }
 }
 
-/// Header bytes of every kind: valid `traceparent`s of every flag, near misses, and arbitrary
-/// bytes a header value can hold, with long runs of separators.
+/// Header bytes of every kind: valid `traceparent`s of every flag, `key=value` lists, and
+/// arbitrary bytes a header value can hold, with long runs of one byte.
 fn header_bytes() -> BoxedStrategy<Vec<u8>> {
     let visible = vec(
         prop_oneof![
@@ -285,7 +285,10 @@ fn header_bytes() -> BoxedStrategy<Vec<u8>> {
         any::<u8>().prop_filter("visible", |b| (0x20..0x7f).contains(b)),
     )
         .prop_map(|(count, byte)| vec![byte; count]);
-    prop_oneof![3 => valid, 3 => visible, 1 => many].boxed()
+    // `key=value` lists, as valid `tracestate` and `baggage` are.
+    let members =
+        "[a-z]{1,8}=[a-z0-9]{1,8}(,[a-z]{1,8}=[a-z0-9]{1,8}){0,3}".prop_map(String::into_bytes);
+    prop_oneof![3 => valid, 3 => members, 3 => visible, 1 => many].boxed()
 }
 
 #[test]
