@@ -166,6 +166,7 @@ async fn the_access_log_has_one_event_per_request_in_its_trace() {
     assert_eq!(user.record.severity_number, 9);
     assert_eq!(user.attr_str("http.request.method"), Some("GET"));
     assert_eq!(user.attr_str("http.route"), Some("/users/{id}"));
+    assert_eq!(user.attr_str("client.address"), Some("127.0.0.1"));
     assert_eq!(
         attribute(user, "http.response.status_code"),
         Some(&AnyValue::IntValue(200))

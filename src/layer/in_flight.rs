@@ -27,6 +27,7 @@ use super::{
     Shared,
     parent::Parent,
     request::{RequestFacts, peer_address, record_headers, truncated},
+    security::Witness,
 };
 use crate::http_metrics::Series;
 
@@ -78,6 +79,8 @@ pub(crate) struct InFlight {
     completed: bool,
     /// The path, kept for the access log when it is on, cut as its span attribute is.
     path: Option<String>,
+    /// What a security event would say, kept when they or the access log are on.
+    witness: Option<Witness>,
 }
 
 impl InFlight {
@@ -127,7 +130,6 @@ impl InFlight {
         Self {
             cx,
             owns_span,
-            facts,
             started,
             started_at,
             request_body_bytes: Arc::default(),
@@ -140,6 +142,9 @@ impl InFlight {
             path: shared
                 .access_log
                 .then(|| truncated(request.uri().path(), shared.value_length_limit).to_owned()),
+            witness: (shared.security_events.is_some() || shared.access_log)
+                .then(|| Witness::of(request, &facts, &origin, shared.value_length_limit)),
+            facts,
             shared,
         }
     }
@@ -250,6 +255,7 @@ impl Drop for InFlight {
                 tracing::Level::INFO,
                 http.request.method = facts.method,
                 url.path = %path,
+                client.address = self.witness.as_ref().and_then(Witness::client).map(tracing::field::display),
                 http.route = facts.route.as_deref(),
                 http.response.status_code = self.status_code,
                 http.server.request.duration = elapsed.as_secs_f64(),
@@ -259,6 +265,16 @@ impl Drop for InFlight {
                 path,
                 self.status_code.map_or(Cow::Borrowed("-"), |status| Cow::Owned(status.to_string())),
                 elapsed.as_secs_f64() * 1e3,
+            );
+        }
+
+        if let (Some(witness), Some(limiter)) = (&self.witness, &self.shared.security_events) {
+            witness.report(
+                limiter,
+                facts,
+                self.status_code,
+                &self.cx,
+                self.shared.value_length_limit,
             );
         }
 

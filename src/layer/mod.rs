@@ -8,8 +8,9 @@
 //! client is (the socket peer, or what trusted proxies say) in `forwarded.rs`, the methods known
 //! by name in `known_methods.rs`, what is read from a request in `request.rs` (cut to the
 //! attribute value length limit), what is never recorded of it in `redaction.rs`, the span names
-//! made once per route for the whole process in `routes.rs`, and the life of one request, from
-//! its span's start to the last metric, in `in_flight.rs`.
+//! made once per route for the whole process in `routes.rs`, the life of one request, from its
+//! span's start to the last metric, in `in_flight.rs`, the security events of refused requests in
+//! `security.rs`, and their per-client rate limit in `refusal_limit.rs`.
 
 mod body;
 mod error_type;
@@ -20,8 +21,10 @@ mod in_flight;
 mod known_methods;
 mod parent;
 mod redaction;
+mod refusal_limit;
 mod request;
 mod routes;
+mod security;
 mod service;
 
 pub use body::{RequestBody, ResponseBody};
@@ -49,6 +52,10 @@ use crate::{config, http_metrics::HttpServerMetrics};
 use forwarded::TrustedProxies;
 use known_methods::KnownMethods;
 use redaction::{CREDENTIAL_HEADERS, SensitiveQueryParameters};
+use refusal_limit::RefusalLimiter;
+
+/// Security events a client may cause a minute, when the builder does not say.
+const DEFAULT_SECURITY_EVENTS_PER_CLIENT: u32 = 10;
 
 /// The attribute value length limit, in characters, when neither the builder nor the environment
 /// sets one: longer than nearly every real URL (browsers and CDNs stop near 2,000) and user
@@ -70,7 +77,10 @@ const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT: usize = 2048;
 ///   the response body has sent its last byte, or when the client goes away first;
 /// - keeps `http.server.active_requests` right whatever happens, and records
 ///   `http.server.request.body.size` and `http.server.response.body.size` from the bytes that
-///   went through the bodies.
+///   went through the bodies;
+/// - logs a security event for each response that refuses the request (401, 403, 429, and 404
+///   when no route matched), rate-limited per client (see
+///   [`security_events`](MonitorLayerBuilder::security_events)).
 ///
 /// It is cheap to clone and knows nothing about exporters: it takes the global tracer and meter
 /// unless told otherwise, so create it after [`Telemetry::init`](crate::Telemetry). When its
@@ -129,6 +139,8 @@ pub(crate) struct Shared {
     /// The incoming trace context is linked, not continued, and its baggage dropped.
     pub(crate) public_endpoint: bool,
     pub(crate) access_log: bool,
+    /// The limit of security events, `None` when they are off.
+    pub(crate) security_events: Option<RefusalLimiter>,
     /// The most characters of an attribute value a client controls.
     pub(crate) value_length_limit: usize,
     /// Whose forwarding headers say who the client is.
@@ -180,6 +192,7 @@ impl fmt::Debug for MonitorLayer {
             .field("inject_trace_context", &self.shared.inject_trace_context)
             .field("public_endpoint", &self.shared.public_endpoint)
             .field("access_log", &self.shared.access_log)
+            .field("security_events", &self.shared.security_events.is_some())
             .field("value_length_limit", &self.shared.value_length_limit)
             .field("trusted_proxies", &self.shared.trusted_proxies)
             .field("known_methods", &self.shared.known_methods)
@@ -210,6 +223,9 @@ pub struct MonitorLayerBuilder {
     inject_trace_context: bool,
     public_endpoint: Option<bool>,
     access_log: bool,
+    /// `None`: on, the default.
+    security_events: Option<bool>,
+    security_events_per_client: Option<u32>,
     value_length_limit: Option<usize>,
     trusted_proxies: Option<Vec<String>>,
     forwarded_headers: Option<ForwardedHeaders>,
@@ -386,17 +402,60 @@ impl MonitorLayerBuilder {
     }
 
     /// Logs one `tracing` event per completed request, at INFO with target
-    /// `otel_monitor::access`: method, path, route, status and duration, inside the request's
-    /// context (so the console line and the log record carry its trace id). Off by default.
+    /// `otel_monitor::access`: method, path, route, status, duration and `client.address`,
+    /// inside the request's context (so the console line and the log record carry its trace
+    /// id). Off by default.
     pub fn access_log(mut self, enabled: bool) -> Self {
         self.access_log = enabled;
+        self
+    }
+
+    /// Logs a security event for each response that refuses a request: 401, 403, 429, and 404
+    /// when no route matched (what a scan gets; a route's own 404 is not one). On by default.
+    ///
+    /// Each is one `tracing` event at WARN, target `otel_monitor::security`, inside the
+    /// request's context, so the console line and the OpenTelemetry log record carry its trace
+    /// id; the log record's event name is `otel_monitor.http.server.refusal`. Its attributes:
+    /// `client.address`, `network.peer.address`, `user_agent.original`, `http.request.method`
+    /// (and `http.request.method_original`), `url.path`, `http.route` when a route matched,
+    /// `http.response.status_code`, each value a client controls cut to the
+    /// [attribute value length limit](Self::attribute_value_length_limit).
+    ///
+    /// A client gets at most [`security_events_per_client`](Self::security_events_per_client)
+    /// events a minute (10 by default; IPv6 clients by their /64), and all clients together at
+    /// most 100 a second, so that a scan cannot flood the log pipeline; a client's next event
+    /// after some were suppressed says how many in `otel_monitor.http.server.refusal.suppressed`.
+    /// The request metrics count every refusal, without the client's address.
+    ///
+    /// The client is the connection's peer, from axum's `ConnectInfo` (serve the app with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`): behind a proxy, the proxy.
+    /// Without `ConnectInfo` the client is unknown, and all such requests share one limit.
+    ///
+    /// Only refused requests pay for the event; every request keeps handles on its path and
+    /// `User-Agent` in case it is refused.
+    ///
+    /// ```
+    /// use otel_monitor::MonitorLayer;
+    ///
+    /// let quiet = MonitorLayer::builder().security_events(false).build();
+    /// ```
+    pub fn security_events(mut self, enabled: bool) -> Self {
+        self.security_events = Some(enabled);
+        self
+    }
+
+    /// At most `per_minute` [security events](Self::security_events) per client a minute, in
+    /// bursts of up to `per_minute` (taken within 1..=60,000); 10 by default.
+    pub fn security_events_per_client(mut self, per_minute: u32) -> Self {
+        self.security_events_per_client = Some(per_minute);
         self
     }
 
     /// Cuts every attribute value a client controls to its first `limit` characters (counted as
     /// characters, cut at a character boundary): `url.path`, `url.query`,
     /// `http.request.method_original`, `user_agent.original`, `server.address`,
-    /// `client.address`, each value of the recorded headers, and the path of the access log.
+    /// `client.address`, each value of the recorded headers, the path of the access log, and
+    /// the path, `User-Agent` and unknown method of the security events.
     /// The other attributes are the service's own route templates and short fixed values.
     ///
     /// This overrides the environment, which the layer reads when it is built, as the
@@ -564,6 +623,12 @@ impl MonitorLayerBuilder {
                 inject_trace_context: self.inject_trace_context,
                 public_endpoint,
                 access_log: self.access_log,
+                security_events: self.security_events.unwrap_or(true).then(|| {
+                    RefusalLimiter::new(
+                        self.security_events_per_client
+                            .unwrap_or(DEFAULT_SECURITY_EVENTS_PER_CLIENT),
+                    )
+                }),
                 value_length_limit,
                 trusted_proxies,
                 known_methods,
@@ -585,6 +650,11 @@ impl fmt::Debug for MonitorLayerBuilder {
             .field("inject_trace_context", &self.inject_trace_context)
             .field("public_endpoint", &self.public_endpoint)
             .field("access_log", &self.access_log)
+            .field("security_events", &self.security_events)
+            .field(
+                "security_events_per_client",
+                &self.security_events_per_client,
+            )
             .field("value_length_limit", &self.value_length_limit)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("forwarded_headers", &self.forwarded_headers)
