@@ -21,16 +21,19 @@
 //! `Forwarded`); without it, those headers are ignored.
 //!
 //! Routes: `GET /`, `GET /users/{id}`, `GET /slow?ms=N`, `GET /error`,
-//! `GET /stream?chunks=N&ms=M`, `GET /health` (not traced), and with the `prometheus` feature and
-//! `OTEL_METRICS_EXPORTER=prometheus`, `GET /metrics`.
+//! `GET /stream?chunks=N&ms=M`, `GET /admin` (401 without `Authorization: Bearer <token>`, 403
+//! with a wrong token; the token is `EXAMPLE_ADMIN_TOKEN`, `demo-admin-token` when unset),
+//! `GET /health` (not traced), and with the `prometheus` feature and
+//! `OTEL_METRICS_EXPORTER=prometheus`, `GET /metrics`. A 401, 403, or a 404 of no route
+//! (`GET /wp-login.php`) logs a security event (`otel_monitor.http.server.refusal`).
 
-use std::{error::Error, net::SocketAddr, process::ExitCode, time::Duration};
+use std::{error::Error, net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
     body::{Body, Bytes},
-    extract::{Path, Query},
-    http::StatusCode,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode, header},
     response::IntoResponse,
     routing::get,
 };
@@ -42,6 +45,8 @@ use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 const MAX_WAIT_MS: u64 = 10_000;
 /// Most chunks `/stream` sends.
 const MAX_CHUNKS: u64 = 1_000;
+/// The token `GET /admin` asks for when `EXAMPLE_ADMIN_TOKEN` is unset: a demo's, not a secret.
+const DEMO_ADMIN_TOKEN: &str = "demo-admin-token";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -66,8 +71,12 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .default_service_version(env!("CARGO_PKG_VERSION"))
         .init()?;
 
+    let admin_token: Arc<str> = std::env::var("EXAMPLE_ADMIN_TOKEN")
+        .unwrap_or_else(|_| DEMO_ADMIN_TOKEN.to_owned())
+        .into();
     let app = Router::new()
         .route("/", get(|| async { "Hello from otel-monitor\n" }))
+        .route("/admin", get(admin).with_state(admin_token))
         .route("/users/{id}", get(user))
         .route("/slow", get(slow))
         .route("/error", get(error))
@@ -140,6 +149,38 @@ async fn user(Path(id): Path<String>) -> impl IntoResponse {
                 .into_response()
         }
     }
+}
+
+/// `GET /admin`: 401 without a bearer token, 403 with a wrong one, 200 with the right one.
+async fn admin(State(token): State<Arc<str>>, headers: HeaderMap) -> impl IntoResponse {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match given {
+        None => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is needed\n",
+        )
+            .into_response(),
+        Some(given) if !same_secret(given.as_bytes(), token.as_bytes()) => {
+            (StatusCode::FORBIDDEN, "not this token\n").into_response()
+        }
+        Some(_) => "welcome, admin\n".into_response(),
+    }
+}
+
+/// Whether `given` is `secret`, in a time that depends on their lengths only, not on where they
+/// differ: an early exit would tell an attacker timing the answers how many leading bytes of a
+/// guess are right. (The length is not hidden: the token's length is no secret.)
+fn same_secret(given: &[u8], secret: &[u8]) -> bool {
+    given.len() == secret.len()
+        && given
+            .iter()
+            .zip(secret)
+            .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+            == 0
 }
 
 /// A child span of the request's span, as any `#[instrument]`ed function of a handler is.

@@ -182,6 +182,8 @@ async fn run_example_shows_telemetry_arriving_at_a_local_collector_and_ctrl_c_fl
     assert!(!body.is_empty());
     let (status, _, _) = get(&url("/health"), &[]).await;
     assert_eq!(status, 200);
+    let (status, _, _) = get(&url("/admin"), &[]).await;
+    assert_eq!(status, 401);
 
     // One `collector |` line per span, log record and metric export, as the README shows them.
     let user = script
@@ -198,6 +200,32 @@ async fn run_example_shows_telemetry_arriving_at_a_local_collector_and_ctrl_c_fl
         .await;
     script
         .wait_for_line(&["collector | log", "WARN", "the user id is not a number"])
+        .await;
+    // The security event of the 401, with its event name, in the request's trace.
+    let refusal = script
+        .wait_for_line(&[
+            "collector | log",
+            "WARN",
+            "401 Unauthorized: GET /admin from 127.0.0.1",
+            "event otel_monitor.http.server.refusal",
+        ])
+        .await;
+    let admin = script
+        .wait_for_line(&["collector | span", "GET /admin", "SERVER"])
+        .await;
+    let trace_of = |line: &str| {
+        line.split(" trace ")
+            .nth(1)
+            .map(|rest| rest[..16].to_owned())
+    };
+    assert_eq!(trace_of(&refusal), trace_of(&admin), "{refusal}\n{admin}");
+    // The service's console shows it too.
+    script
+        .wait_for_line(&[
+            "WARN otel_monitor::security: 401 Unauthorized: GET /admin from 127.0.0.1",
+            "client.address=127.0.0.1",
+            "trace_id=",
+        ])
         .await;
     // The span of a streamed response lasts until its last chunk (200 ms at least).
     let stream = script
