@@ -27,29 +27,48 @@ const CHECKOUT: &str = "checkout";
 /// query must not mix into `checkout`'s figures, and where no alert may fire.
 const HEALTHY: &str = "healthy";
 
-/// What the test sends to `checkout` one after the other in each round: path, the status it
-/// must answer, how many times.
-const CHECKOUT_SEQUENTIAL: [(&str, u16, usize); 5] = [
-    ("/users/42", 200, 8),
-    ("/users/abc", 400, 2),
-    ("/", 200, 3),
-    ("/slow?ms=200", 200, 5),
-    ("/error", 500, 5),
+/// The token the example's `GET /admin` asks for, set for `checkout`.
+const ADMIN_TOKEN: &str = "prometheus-test-token";
+/// Request headers, as name and value.
+type Headers = &'static [(&'static str, &'static str)];
+/// What the test sends to `checkout` one after the other in each round: path, headers, the
+/// status it must answer, how many times.
+const CHECKOUT_SEQUENTIAL: [(&str, Headers, u16, usize); 9] = [
+    ("/users/42", &[], 200, 8),
+    ("/users/abc", &[], 400, 2),
+    ("/", &[], 200, 3),
+    ("/slow?ms=200", &[], 200, 5),
+    ("/error", &[], 500, 5),
+    ("/admin", &[], 401, 3),
+    ("/admin", &[("authorization", "Bearer wrong")], 403, 2),
+    (
+        "/admin",
+        &[("authorization", "Bearer prometheus-test-token")],
+        200,
+        1,
+    ),
+    ("/wp-login.php", &[], 404, 3),
 ];
 /// Then these, all at once, and still in flight while Prometheus scrapes (2 chunks 3 s apart).
 const CHECKOUT_IN_FLIGHT: (&str, usize) = ("/stream?chunks=2&ms=3000", 2);
-/// Requests of `checkout` in one round: 8 + 2 + 3 + 5 + 5 + 2.
-const CHECKOUT_PER_ROUND: f64 = 25.0;
-/// `/error`'s 5 of the 25: 1 request in 5 answers 5xx.
-const CHECKOUT_5XX_RATIO: f64 = 0.2;
-/// Requests of `checkout` per route and method in one round.
-const CHECKOUT_ROUTES: [(&str, f64); 5] = [
+/// Requests of `checkout` in one round: 8 + 2 + 3 + 5 + 5 + 3 + 2 + 1 + 3 + 2.
+const CHECKOUT_PER_ROUND: f64 = 34.0;
+/// `/error`'s 5 of the 34.
+const CHECKOUT_5XX_RATIO: f64 = 5.0 / 34.0;
+/// Requests of `checkout` per route and method in one round (`""`: no route matched).
+const CHECKOUT_ROUTES: [(&str, f64); 7] = [
     ("/users/{id}", 10.0),
     ("/", 3.0),
     ("/slow", 5.0),
     ("/error", 5.0),
     ("/stream", 2.0),
+    ("/admin", 6.0),
+    ("", 3.0),
 ];
+/// Refusals of `checkout` in one round by route and status: `/admin`'s 401s (no token) and
+/// 403s (a wrong one); and the 404s of no route (`/wp-login.php`), a scan's.
+const CHECKOUT_REFUSALS: [(&str, &str, f64); 2] = [("/admin", "401", 3.0), ("/admin", "403", 2.0)];
+const CHECKOUT_UNMATCHED_404: f64 = 3.0;
 /// What `healthy` gets in each round, after `checkout`'s requests.
 const HEALTHY_REQUESTS: (&str, usize) = ("/users/1", 5);
 
@@ -126,9 +145,9 @@ impl KnownTraffic {
 
     /// One round of the mix; returns what `in_flight_query` showed during the streams.
     async fn round(&self, in_flight_query: Option<&str>) -> Vec<Value> {
-        for (path, status, count) in CHECKOUT_SEQUENTIAL {
+        for (path, headers, status, count) in CHECKOUT_SEQUENTIAL {
             for _ in 0..count {
-                let (answered, _, _) = get(&self.checkout.url(path), &[]).await;
+                let (answered, _, _) = get(&self.checkout.url(path), headers).await;
                 assert_eq!(answered.as_u16(), status, "{path}");
             }
         }
@@ -216,6 +235,7 @@ async fn get_owned(url: String) -> u16 {
 /// The example service with metrics for Prometheus only.
 fn scraped_service(name: &str) -> ExampleService {
     ExampleService::start(&[
+        ("EXAMPLE_ADMIN_TOKEN", ADMIN_TOKEN),
         ("OTEL_METRICS_EXPORTER", "prometheus"),
         ("OTEL_TRACES_EXPORTER", "none"),
         ("OTEL_LOGS_EXPORTER", "none"),
@@ -381,8 +401,9 @@ fn assert_close(actual: f64, expected: f64, what: &str) {
 
 /// Every dashboard query, evaluated for `checkout` at the end of the second round over the
 /// second round's window, shows what the traffic mix implies: request rates of exactly the counts
-/// sent divided by the window, a 5xx ratio of exactly 1 in 5, `/slow?ms=200`'s quantiles in the
-/// (100 ms, 250 ms] bucket, the two streams in flight, and host and process figures that agree
+/// sent divided by the window, a 5xx ratio of exactly 5 in 34, `/slow?ms=200`'s quantiles in the
+/// (100 ms, 250 ms] bucket, the two streams in flight, the refusals by route and status and the
+/// 404s of no route at exactly their rates, and host and process figures that agree
 /// with the kernel. `healthy`'s requests, scraped in the same window, must not leak in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_panel_shows_the_known_traffic_mix_of_the_selected_service() {
@@ -480,6 +501,36 @@ async fn every_dashboard_panel_shows_the_known_traffic_mix_of_the_selected_servi
             "/slow?ms=200 requests within {bound} s"
         );
     }
+
+    // Security: the refusals by route and status, and the 404s of no route.
+    let refusals = check("Refusals by route and status / A");
+    let mut by_route_and_status = BTreeMap::new();
+    for sample in &refusals {
+        let key = (
+            label(sample, "http_route").to_owned(),
+            label(sample, "http_response_status_code").to_owned(),
+        );
+        assert!(
+            by_route_and_status
+                .insert(key, sample_value(sample))
+                .is_none()
+        );
+    }
+    assert_eq!(
+        by_route_and_status.len(),
+        CHECKOUT_REFUSALS.len(),
+        "{refusals:?}"
+    );
+    for (route, status, count) in CHECKOUT_REFUSALS {
+        let rate = by_route_and_status[&(route.to_owned(), status.to_owned())];
+        assert_close(rate, count / seconds, &format!("{status} {route}"));
+    }
+    let unmatched = single(&check("Refusals by route and status / B"), "unmatched 404s");
+    assert_close(
+        unmatched,
+        CHECKOUT_UNMATCHED_404 / seconds,
+        "unmatched 404s",
+    );
 
     // In flight: the two streams during the second round, none at its end.
     assert_eq!(label(&traffic.in_flight[0], "http_request_method"), "GET");
@@ -605,8 +656,9 @@ fn names(names: &[&str]) -> BTreeSet<String> {
 }
 
 /// Every alert expression of the rules file, evaluated by Prometheus on the real scrape of both
-/// services under the known mix: the 5xx and p99 alerts fire for `checkout` (1 in 5 fails, 2 in
-/// 25 take 3 s) and not for `healthy`, the 5xx one on exactly the mix's share; the host alerts
+/// services under the known mix: the 5xx and p99 alerts fire for `checkout` (5 in 34 fail, 2 in
+/// 34 take 3 s) and not for `healthy`, the 5xx one on exactly the mix's share; the spikes of
+/// 401/403 and of unmatched 404s read exactly the mix's rates of them; the host alerts
 /// follow the host and read real series; after `checkout` stops,
 /// `ServiceDown` fires for its scrape and `ServiceSilent` (its window shortened from 3 minutes to
 /// 5 s for the test) for its job, not for `healthy`'s.
@@ -623,7 +675,7 @@ async fn every_alert_expression_fires_on_the_real_scrape_where_the_traffic_mix_s
     let errors = check("HighErrorRate");
     let high_errors = traffic.at_end(&errors).await;
     assert_eq!(firing(&high_errors, "service_name"), names(&[CHECKOUT]));
-    // Over the second round alone, the value it compares with 5 % is the mix's 1 in 5.
+    // Over the second round alone, the value it compares with 5 % is the mix's 5 in 34.
     let second_round = replaced(&errors, "[5m]", &format!("[{}]", traffic.window()), 2);
     let ratio = single(&traffic.at_end(&second_round).await, "5xx share");
     assert_close(ratio, CHECKOUT_5XX_RATIO, "HighErrorRate's 5xx share");
@@ -633,9 +685,35 @@ async fn every_alert_expression_fires_on_the_real_scrape_where_the_traffic_mix_s
     let p99 = sample_value(&slow[0]);
     assert!(p99 > 2.5 && p99 <= 5.0, "the streams' bucket: {p99}");
 
-    // The example answers no 401 or 403.
-    let auth = traffic.at_end(&check("AuthFailureSpike")).await;
-    assert!(auth.is_empty(), "{auth:?}");
+    // The spikes of refusals: over the second round, with any rate above 0 a spike (the test
+    // is minutes old, so the hour before holds nothing and the rate is compared with 0), they
+    // fire for checkout alone, at the mix's rate: 5 rejected with 401/403, 3 unmatched 404s
+    // (`/users/abc`'s 400 and a route's answers are not counted), no 429 (the example has no
+    // rate limit, so that one fires for nobody, reading the same way).
+    for (alert, count) in [
+        ("AuthFailureSpike", Some(5.0)),
+        ("UnmatchedRouteScan", Some(CHECKOUT_UNMATCHED_404)),
+        ("RateLimitSpike", None),
+    ] {
+        let expr = check(alert);
+        let second_round = replaced(&expr, "[5m]", &format!("[{}]", traffic.window()), 3);
+        let any_rate = replaced(&second_round, "> 1\n", "> 0\n", 1);
+        let result = traffic.at_end(&any_rate).await;
+        match count {
+            Some(count) => {
+                assert_eq!(
+                    firing(&result, "service_name"),
+                    names(&[CHECKOUT]),
+                    "{alert}"
+                );
+                assert_close(sample_value(&result[0]), count / traffic.seconds(), alert);
+            }
+            None => assert!(result.is_empty(), "{alert}: {result:?}"),
+        }
+        // Under the real threshold and window, a few refusals are no spike.
+        let real = traffic.at_end(&expr).await;
+        assert!(real.is_empty(), "{alert}: {real:?}");
+    }
 
     let memory = check("HighMemoryUtilization");
     let used = 1.0 - meminfo_bytes("MemAvailable") / meminfo_bytes("MemTotal");
