@@ -427,9 +427,11 @@ impl MonitorLayerBuilder {
     /// after some were suppressed says how many in `otel_monitor.http.server.refusal.suppressed`.
     /// The request metrics count every refusal, without the client's address.
     ///
-    /// The client is the connection's peer, from axum's `ConnectInfo` (serve the app with
-    /// `into_make_service_with_connect_info::<SocketAddr>()`): behind a proxy, the proxy.
-    /// Without `ConnectInfo` the client is unknown, and all such requests share one limit.
+    /// `network.peer.address` is the connection's peer, from axum's `ConnectInfo` (serve the
+    /// app with `into_make_service_with_connect_info::<SocketAddr>()`); `client.address`, by
+    /// which the limit counts, is the client the [trusted proxies](Self::trusted_proxies) name,
+    /// else that peer. Without either the client is unknown, and all such requests share one
+    /// limit.
     ///
     /// Only refused requests pay for the event; every request keeps handles on its path and
     /// `User-Agent` in case it is refused.
