@@ -77,9 +77,7 @@ pub(crate) struct InFlight {
     /// The server failed: a 5xx response, or an error from the service or the body.
     failed: bool,
     completed: bool,
-    /// The path, kept for the access log when it is on, cut as its span attribute is.
-    path: Option<String>,
-    /// What a security event would say, kept when they or the access log are on.
+    /// What a security event or the access log line would say, kept when either is on.
     witness: Option<Witness>,
 }
 
@@ -139,9 +137,6 @@ impl InFlight {
             error_type: None,
             failed: false,
             completed: false,
-            path: shared
-                .access_log
-                .then(|| truncated(request.uri().path(), shared.value_length_limit).to_owned()),
             witness: (shared.security_events.is_some() || shared.access_log)
                 .then(|| Witness::of(request, &facts, &origin, shared.value_length_limit)),
             facts,
@@ -248,14 +243,16 @@ impl Drop for InFlight {
         }
 
         let facts = &self.facts;
-        if let Some(path) = &self.path {
+        if let Some(witness) = self.witness.as_ref().filter(|_| self.shared.access_log) {
+            // As `Uri::path` gives it: empty without a path.
+            let path = truncated(witness.path().unwrap_or(""), self.shared.value_length_limit);
             let _in_request = self.cx.clone().attach();
             tracing::event!(
                 target: "otel_monitor::access",
                 tracing::Level::INFO,
                 http.request.method = facts.method,
                 url.path = %path,
-                client.address = self.witness.as_ref().and_then(Witness::client).map(tracing::field::display),
+                client.address = witness.client().map(tracing::field::display),
                 http.route = facts.route.as_deref(),
                 http.response.status_code = self.status_code,
                 http.server.request.duration = elapsed.as_secs_f64(),

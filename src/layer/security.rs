@@ -41,8 +41,8 @@ pub(crate) fn is_refusal(status: u16, route_matched: bool) -> bool {
     matches!(status, 401 | 403 | 429) || (status == 404 && !route_matched)
 }
 
-/// What a request's security event needs from it, kept from its start in case it is refused:
-/// handles on the request's own bytes, not copies.
+/// What a request's security event needs from it, kept from its start in case it is refused
+/// (and read by its access log line too): handles on the request's own bytes, not copies.
 #[derive(Debug)]
 pub(crate) struct Witness {
     path: Option<PathAndQuery>,
@@ -79,6 +79,12 @@ impl Witness {
         self.client
     }
 
+    /// The request's path, whole; `None` for a request without one (`CONNECT host:port`), whose
+    /// `Uri::path` is empty.
+    pub(crate) fn path(&self) -> Option<&str> {
+        self.path.as_ref().map(PathAndQuery::path)
+    }
+
     /// Emits the security event of a request that ended with `status`, in context `cx`, if the
     /// response refused it and the rate limit lets it through.
     pub(crate) fn report(
@@ -96,7 +102,7 @@ impl Witness {
         let Admission::Emit { suppressed } = limiter.admit(self.client) else {
             return;
         };
-        let path = truncated(self.path.as_ref().map_or("/", PathAndQuery::path), limit);
+        let path = truncated(self.path().unwrap_or("/"), limit);
         let user_agent = self
             .user_agent
             .as_ref()
