@@ -95,16 +95,7 @@ impl Monitored {
                 axum::routing::post(|body: Bytes| async move { body }),
             )
             .layer(layer);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-            .unwrap();
-        });
+        let address = support::serve(app).await;
         Self {
             receiver,
             tracer_provider,

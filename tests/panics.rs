@@ -79,9 +79,7 @@ impl Monitored {
     async fn serve(app: impl FnOnce(MonitorLayer) -> Router) -> Self {
         let (layer, mut monitored) = Self::layer();
         let app = app(layer);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        monitored.address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        monitored.address = support::serve(app).await;
         monitored
     }
 

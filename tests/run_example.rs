@@ -214,9 +214,10 @@ async fn run_example_shows_telemetry_arriving_at_a_local_collector_and_ctrl_c_fl
         .wait_for_line(&["collector | span", "GET /admin", "SERVER"])
         .await;
     let trace_of = |line: &str| {
-        line.split(" trace ")
-            .nth(1)
-            .map(|rest| rest[..16].to_owned())
+        let rest = line.split(" trace ").nth(1);
+        rest.and_then(|rest| rest.get(..16))
+            .unwrap_or_else(|| panic!("no trace id in {line:?}"))
+            .to_owned()
     };
     assert_eq!(trace_of(&refusal), trace_of(&admin), "{refusal}\n{admin}");
     // The service's console shows it too.

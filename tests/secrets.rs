@@ -269,9 +269,7 @@ fn child_serves_a_layer_listing_every_credential_header() {
         .layer(layer);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let address = support::serve(app).await;
         send_secrets(address).await;
         let login = format!("http://{address}/login");
         let (status, headers, _) = support::client::get(&login, &[]).await;

@@ -91,19 +91,7 @@ impl Service {
             )
             .fallback(|| async { StatusCode::NOT_FOUND })
             .layer(layer);
-        let address = runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let address = listener.local_addr().unwrap();
-            tokio::spawn(async move {
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .await
-                .unwrap();
-            });
-            address
-        });
+        let address = runtime.block_on(support::serve(app));
         Self {
             runtime,
             receiver,

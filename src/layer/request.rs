@@ -357,19 +357,29 @@ mod tests {
         )
     }
 
+    /// The span attributes of `request` from no known peer, with no header recorded and the
+    /// default sensitive query parameters.
+    fn default_attributes<B>(
+        facts: &RequestFacts,
+        request: &Request<B>,
+        limit: usize,
+    ) -> Vec<KeyValue> {
+        facts.span_attributes(
+            request,
+            &Origin::default(),
+            &[],
+            &SensitiveQueryParameters::default(),
+            limit,
+        )
+    }
+
     #[test]
     fn a_query_is_redacted_before_it_is_cut() {
         let request = Request::get("/?Signature=0123456789abcdef&q=1")
             .body(())
             .unwrap();
         let facts = facts_of(&request);
-        let attributes = facts.span_attributes(
-            &request,
-            &Origin::default(),
-            &[],
-            &SensitiveQueryParameters::default(),
-            14,
-        );
+        let attributes = default_attributes(&facts, &request, 14);
         assert!(attributes.contains(&KeyValue::new("url.query", "Signature=REDA")));
     }
 
@@ -383,13 +393,7 @@ mod tests {
         let facts = facts_of(&request);
         assert_eq!(facts.method, "_OTHER");
         assert_eq!(facts.span_name, "HTTP");
-        let attributes = facts.span_attributes(
-            &request,
-            &Origin::default(),
-            &[],
-            &SensitiveQueryParameters::default(),
-            2048,
-        );
+        let attributes = default_attributes(&facts, &request, 2048);
         assert!(attributes.contains(&KeyValue::new("http.request.method_original", "PURGE")));
     }
 
@@ -505,13 +509,7 @@ mod tests {
             .body(())
             .unwrap();
         for request in [absolute, http2, host] {
-            let attributes = facts_of(&request).span_attributes(
-                &request,
-                &Origin::default(),
-                &[],
-                &SensitiveQueryParameters::default(),
-                2048,
-            );
+            let attributes = default_attributes(&facts_of(&request), &request, 2048);
             assert!(attributes.contains(&KeyValue::new("server.address", "example.com")));
             assert!(attributes.contains(&KeyValue::new("server.port", 8080)));
             assert!(attributes.contains(&KeyValue::new("url.path", "/p")));
@@ -659,13 +657,7 @@ mod tests {
             .unwrap();
         for (request, host, port) in [(http1, "example.com", 8080), (http2, "::1", 8443)] {
             let facts = facts_of(&request);
-            let attributes = facts.span_attributes(
-                &request,
-                &Origin::default(),
-                &[],
-                &SensitiveQueryParameters::default(),
-                2048,
-            );
+            let attributes = default_attributes(&facts, &request, 2048);
             assert!(attributes.contains(&KeyValue::new("server.address", host)));
             assert!(attributes.contains(&KeyValue::new("server.port", port)));
         }

@@ -86,3 +86,20 @@ pub fn listening_addrs(pid: u32) -> Vec<std::net::SocketAddr> {
         })
         .collect()
 }
+
+/// Serves `app` on a port of its own on 127.0.0.1, each request with axum's
+/// `ConnectInfo<SocketAddr>` (as `into_make_service_with_connect_info` gives it, so that the layer
+/// knows the peer), until the runtime stops; returns its address.
+pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    address
+}
