@@ -1,16 +1,20 @@
 //! The OpenTelemetry Collector configurations shipped with the crate, checked without a collector:
-//! `otel-collector.yaml` alone, and merged with each overlay of `collector/` (every `*.yaml` there,
-//! so that a new overlay is covered as soon as it is added) the way
-//! `otelcol-contrib --config otel-collector.yaml --config collector/x.yaml` merges them: maps merge
-//! key by key, lists and scalars are replaced.
+//! every command the files' opening comments give, with its files merged the way
+//! `otelcol-contrib --config otel-collector.yaml --config collector/x.yaml [--config ...]` merges
+//! them (maps merge key by key, lists and scalars are replaced): `otel-collector.yaml` alone, with
+//! each overlay of `collector/` (every `*.yaml` there must give the command that runs it, so that a
+//! new overlay is covered as soon as it is added), and the fleet's sampling tier stacked on each
+//! backend overlay.
 //!
 //! Checked: what the Collector rejects at startup (an option a component's config struct does not
 //! have, at any depth the files use, see the tables below; a component used but not defined, a
 //! component in a pipeline of a signal it does not support, a connector without both ends, an
-//! authenticator or storage extension that is not enabled) and this project's rules
-//! (memory_limiter first and batch last, no literal secret, listeners on localhost only by
-//! default, only well formed `${env:...}` references, persistent queues where the exporter has
-//! one, each file saying how to run it and which variables it reads).
+//! authenticator or storage extension that is not enabled), what each component's README requires
+//! of its settings (required settings, the values a setting takes, which signals a loadbalancing
+//! `routing_key` routes) and this project's rules (memory_limiter first and batch last, no literal
+//! secret, listeners on localhost only by default, only well formed `${env:...}` references,
+//! persistent queues where the exporter has one, connectors counting requests before any
+//! sampling, each file saying how to run it and which variables it reads).
 //!
 //! No Collector runs here: that the files are valid for otelcol-contrib v0.135 rests on these
 //! tables being those of v0.135's config structs (read as the tables say).
@@ -530,6 +534,109 @@ const BASIC_AUTH: Keys = &[
     ),
 ];
 
+// contrib exporter/loadbalancingexporter: config.schema.yaml (commit
+// 0140961f9de290fdf809390d3153c1eb214a2300) and README.md (commit
+// 01c4f7c5312f0c8790e1c7cffafad99d5e693b24): `protocol.otlp` (the OTLP exporter's config, the
+// template of the exporter towards each backend), `resolver` (`static`, `dns`, `k8s`,
+// `aws_cloud_map`), `routing_key`, and the exporter helper's queue, retry and timeout.
+// `protocol`, `resolver.static.hostnames` and `resolver.dns.hostname`/`port` were already in its
+// 2021 config.go (commit 0172c6cdcc2196ca18ce6c8326b14b21a573cbec); `routing_key` and the
+// top-level `sending_queue` came later, before v0.135.
+const LOADBALANCING_RESOLVER: Keys = &[
+    ("static", Opt::Map(&[&[("hostnames", V)]])),
+    (
+        "dns",
+        Opt::Map(&[&[
+            ("hostname", V),
+            ("port", V),
+            ("interval", V),
+            ("timeout", V),
+        ]]),
+    ),
+    ("k8s", U),
+    ("aws_cloud_map", U),
+];
+const LOADBALANCING: Options = &[
+    EXPORTER_HELPER,
+    &[
+        (
+            "protocol",
+            Opt::Map(&[&[("otlp", Opt::Map(OTLP_EXPORTER))]]),
+        ),
+        ("resolver", Opt::Map(&[LOADBALANCING_RESOLVER])),
+        ("routing_key", V),
+        ("routing_attributes", V),
+    ],
+];
+
+// contrib processor/tailsamplingprocessor/README.md (commit
+// 000e83d0bb08ee6169c72bda306bc74597460e8c): the options it lists, and a policy's `name`, `type`
+// and one map named as its type. The `status_code`, `latency` and `probabilistic` policies and
+// `decision_wait`, `num_traces` date from 2020-2021.
+const TAIL_SAMPLING_POLICY: Keys = &[
+    ("name", V),
+    ("type", V),
+    (
+        "latency",
+        Opt::Map(&[&[("threshold_ms", V), ("upper_threshold_ms", V)]]),
+    ),
+    (
+        "probabilistic",
+        Opt::Map(&[&[("hash_salt", V), ("sampling_percentage", V)]]),
+    ),
+    ("status_code", Opt::Map(&[&[("status_codes", V)]])),
+    ("numeric_attribute", U),
+    ("string_attribute", U),
+    ("trace_state", U),
+    ("trace_flags", U),
+    ("rate_limiting", U),
+    ("bytes_limiting", U),
+    ("span_count", U),
+    ("boolean_attribute", U),
+    ("ottl_condition", U),
+    ("and", U),
+    ("drop", U),
+    ("composite", U),
+];
+const TAIL_SAMPLING: Keys = &[
+    ("decision_wait", V),
+    ("num_traces", V),
+    ("expected_new_traces_per_sec", V),
+    ("decision_cache", U),
+    ("sample_on_first_match", V),
+    ("drop_pending_traces_on_shutdown", V),
+    ("policies", Opt::ListOf(&Opt::Map(&[TAIL_SAMPLING_POLICY]))),
+];
+
+// contrib connector/spanmetricsconnector/README.md (commit
+// 001f9b83c24423d9ea41a3da8fa8916742a822f3), "Configurations": every setting it lists.
+const SPAN_METRICS: Keys = &[
+    (
+        "histogram",
+        Opt::Map(&[&[
+            ("disable", V),
+            ("unit", V),
+            ("explicit", Opt::Map(&[&[("buckets", V)]])),
+            ("exponential", Opt::Map(&[&[("max_size", V)]])),
+        ]]),
+    ),
+    (
+        "dimensions",
+        Opt::ListOf(&Opt::Map(&[&[("name", V), ("default", V)]])),
+    ),
+    ("exclude_dimensions", V),
+    ("dimensions_cache_size", V),
+    ("resource_metrics_cache_size", V),
+    ("aggregation_temporality", V),
+    ("namespace", V),
+    ("metrics_flush_interval", V),
+    ("metrics_expiration", V),
+    ("exemplars", U),
+    ("events", U),
+    ("resource_metrics_key_attributes", V),
+    ("delta_temporality", U),
+];
+
 struct ComponentType {
     kind: Kind,
     /// The type, as otelcol-contrib v0.135 names it. (Later Collectors renamed some types, e.g.
@@ -609,8 +716,19 @@ const COMPONENT_TYPES: &[ComponentType] = &[
         &[METRICS],
         PROMETHEUS_REMOTE_WRITE,
     ),
+    // contrib exporter/loadbalancingexporter: traces, logs (beta), metrics (development).
+    component(Kind::Exporter, "loadbalancing", SIGNALS, LOADBALANCING),
+    // contrib processor/tailsamplingprocessor: traces (beta).
+    component(
+        Kind::Processor,
+        "tail_sampling",
+        &[TRACES],
+        &[TAIL_SAMPLING],
+    ),
     // contrib connector/datadogconnector: its signals are routes, below.
     component(Kind::Connector, "datadog", &[], &[DATADOG_CONNECTOR]),
+    // contrib connector/spanmetricsconnector: its signals are routes, below.
+    component(Kind::Connector, "spanmetrics", &[], &[SPAN_METRICS]),
     // contrib extension/healthcheckextension, extension/storage/filestorage,
     // extension/basicauthextension: extensions have no signal.
     component(Kind::Extension, "health_check", &[], HEALTH_CHECK),
@@ -629,6 +747,11 @@ const CONNECTOR_TYPES: &[ConnectorType] = &[
     ConnectorType {
         name: "datadog",
         routes: &[(TRACES, METRICS), (TRACES, TRACES)],
+    },
+    // contrib connector/spanmetricsconnector: traces -> metrics (alpha).
+    ConnectorType {
+        name: "spanmetrics",
+        routes: &[(TRACES, METRICS)],
     },
 ];
 
@@ -749,15 +872,52 @@ fn merge(base: &Value, overlay: &Value) -> Value {
     }
 }
 
-/// What the Collector runs: the base alone, and the base merged with each overlay.
+/// The `--config` files of every `otelcol-contrib` command in the opening comment of `text`, in
+/// order (`DD_API_KEY=... otelcol-contrib --config a --config b` gives `[a, b]`).
+fn commands(text: &str) -> Vec<Vec<String>> {
+    header(text)
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once("otelcol-contrib ")?;
+            let mut words = rest.split_whitespace();
+            let mut files = Vec::new();
+            while let Some(word) = words.next() {
+                if word == "--config"
+                    && let Some(file) = words.next()
+                {
+                    files.push(file.to_owned());
+                }
+            }
+            (!files.is_empty()).then_some(files)
+        })
+        .collect()
+}
+
+/// What the Collector runs: every command the files' opening comments give (the base alone, the
+/// base with an overlay, the base with a backend overlay and a tier stacked on it, ...), each
+/// once, its files merged in order. Every file gives at least the command that runs it
+/// (`documentation_problems`), so a new overlay is checked as soon as it is added.
 fn configurations(files: &[CollectorFile]) -> Vec<(String, Value)> {
-    let base = files.iter().find(|f| f.is_base()).expect("the base file");
-    let mut configurations = vec![(base.name.clone(), base.value.clone())];
-    for overlay in files.iter().filter(|f| !f.is_base()) {
-        configurations.push((
-            format!("{} + {}", base.name, overlay.name),
-            merge(&base.value, &overlay.value),
-        ));
+    let mut seen = BTreeSet::new();
+    let mut configurations = Vec::new();
+    for file in files {
+        for command in commands(&file.text) {
+            let label = command.join(" + ");
+            if !seen.insert(label.clone()) {
+                continue;
+            }
+            let mut merged: Option<Value> = None;
+            for name in &command {
+                let named = files.iter().find(|f| f.name == *name).unwrap_or_else(|| {
+                    panic!("{}: a command names {name}, no such file", file.name)
+                });
+                merged = Some(match merged {
+                    None => named.value.clone(),
+                    Some(earlier) => merge(&earlier, &named.value),
+                });
+            }
+            configurations.push((label, merged.expect("a file")));
+        }
     }
     configurations
 }
@@ -1365,6 +1525,10 @@ const SECRET_KEY_WORDS: &[&str] = &[
     "authorization",
 ];
 
+/// Keys with a secret-looking word that hold no credential: the loadbalancing exporter's
+/// `routing_key` names what it routes by (`traceID`).
+const NOT_SECRET_KEYS: &[&str] = &["routing_key"];
+
 /// A key that holds a credential (`api.key`, `password`, `DD-API-KEY`, `Authorization`, ...),
 /// not a path to one (`key_file`, `password_file`).
 fn is_secret_key(key: &str) -> bool {
@@ -1372,6 +1536,7 @@ fn is_secret_key(key: &str) -> bool {
     SECRET_KEY_WORDS.iter().any(|word| key.contains(word))
         && !key.ends_with("_file")
         && !key.ends_with("_path")
+        && !NOT_SECRET_KEYS.contains(&key.as_str())
 }
 
 /// Why a word of a line looks like a credential, if it does.
@@ -1593,21 +1758,386 @@ fn header(text: &str) -> String {
         .join("\n")
 }
 
-/// A file's opening comment gives the command that runs it and names every variable it reads.
+/// A file's opening comment gives a command that runs it (the base alone; an overlay last, after
+/// the base and any overlay it stacks on) and names every variable it reads.
 fn documentation_problems(name: &str, text: &str, value: &Value) -> Vec<String> {
     let mut problems = Vec::new();
     let header = header(text);
-    let command = if name == BASE_FILE {
-        format!("otelcol-contrib --config {BASE_FILE}")
-    } else {
-        format!("otelcol-contrib --config {BASE_FILE} --config {name}")
-    };
-    if !header.contains(&command) {
+    let runs_it = commands(text).iter().any(|files| {
+        files.first().is_some_and(|first| first == BASE_FILE)
+            && files.last().is_some_and(|last| last == name)
+    });
+    if !runs_it {
+        let command = if name == BASE_FILE {
+            format!("otelcol-contrib --config {BASE_FILE}")
+        } else {
+            format!("otelcol-contrib --config {BASE_FILE} [--config ...] --config {name}")
+        };
         problems.push(format!("the opening comment does not give `{command}`"));
     }
     for variable in env_names(value) {
         if !header.contains(&variable) {
             problems.push(format!("the opening comment does not list {variable}"));
+        }
+    }
+    problems
+}
+
+// ---------------------------------------------------------------------------------------------
+// What each component's documentation requires of its settings, beyond their names: required
+// settings, the values a setting takes, which signals a setting suits. A value from the
+// environment is checked through its default, and taken as set.
+// ---------------------------------------------------------------------------------------------
+
+/// Whether a setting is given: present, not null, not an empty string or list.
+fn is_set(value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) => !s.trim().is_empty(),
+        Some(Value::Sequence(items)) => !items.is_empty(),
+        Some(_) => true,
+    }
+}
+
+/// The value the Collector reads, as text, when the file decides it: a literal, or the default
+/// of an `${env:...}` reference; `None` when the environment decides.
+fn known_value(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => with_defaults(s).ok(),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// `at` is one of `allowed` (when the file decides it).
+fn one_of(at: &str, value: Option<&Value>, allowed: &[&str], problems: &mut Vec<String>) {
+    if let Some(value) = value.and_then(known_value)
+        && !allowed.contains(&value.as_str())
+    {
+        problems.push(format!(
+            "{at}: `{value}` is not one of {} (its README)",
+            allowed.join(", ")
+        ));
+    }
+}
+
+/// The loadbalancing exporter's `routing_key` values, and the signals each routes (its README's
+/// table: "Don't use traceID in metric pipeline"). Without `routing_key`, `traceID`.
+const ROUTING_KEYS: &[(&str, &[&str])] = &[
+    ("service", &[LOGS, TRACES, METRICS]),
+    ("traceID", &[LOGS, TRACES]),
+    ("resource", &[METRICS]),
+    ("metric", &[METRICS]),
+];
+
+/// contrib exporter/loadbalancingexporter README (commit 01c4f7c5...): `protocol.otlp` is the
+/// template of the exporter towards each backend and its `endpoint` "should not be set" (the
+/// resolver's addresses replace it); a resolver is required ("a source of backend information":
+/// `static` with its `hostnames`, `dns` with its `hostname`, or `k8s`; "if all three are
+/// specified, `k8s` takes precedence", so giving several is a mistake); `routing_key` is one of
+/// the table's and suits every signal of the pipelines exporting to it.
+fn loadbalancing_problems(at: &str, settings: &Value, signals: &[&str]) -> Vec<String> {
+    let mut problems = Vec::new();
+    match get(settings, &["protocol", "otlp"]) {
+        None => problems.push(format!(
+            "{at}.protocol.otlp: required, the exporter towards each backend"
+        )),
+        Some(otlp) if is_set(otlp.get("endpoint")) => problems.push(format!(
+            "{at}.protocol.otlp.endpoint: set by the resolver, must not be given"
+        )),
+        Some(_) => {}
+    }
+    let resolvers: Vec<String> = entries(settings.get("resolver"))
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    match resolvers.as_slice() {
+        [] => problems.push(format!(
+            "{at}.resolver: required, one of static, dns, k8s, aws_cloud_map"
+        )),
+        [_] => {}
+        several => problems.push(format!(
+            "{at}.resolver: {} given, only one is used",
+            several.join(" and ")
+        )),
+    }
+    if get(settings, &["resolver", "static"]).is_some()
+        && !is_set(get(settings, &["resolver", "static", "hostnames"]))
+    {
+        problems.push(format!(
+            "{at}.resolver.static.hostnames: required, the backends"
+        ));
+    }
+    if get(settings, &["resolver", "dns"]).is_some()
+        && !is_set(get(settings, &["resolver", "dns", "hostname"]))
+    {
+        problems.push(format!(
+            "{at}.resolver.dns.hostname: required, the name resolving to the backends"
+        ));
+    }
+    let key = match settings.get("routing_key") {
+        None | Some(Value::Null) => Some("traceID".to_owned()),
+        Some(value) => known_value(value),
+    };
+    if let Some(key) = key {
+        match ROUTING_KEYS.iter().find(|(name, _)| *name == key) {
+            None => problems.push(format!(
+                "{at}.routing_key: `{key}` is not one of {} (its README)",
+                ROUTING_KEYS
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Some((_, suits)) => {
+                for signal in signals.iter().filter(|signal| !suits.contains(signal)) {
+                    problems.push(format!(
+                        "{at}.routing_key: `{key}` cannot route {signal} (only {})",
+                        suits.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// The tail_sampling policy types its README lists.
+const TAIL_SAMPLING_POLICY_TYPES: &[&str] = &[
+    "always_sample",
+    "latency",
+    "numeric_attribute",
+    "probabilistic",
+    "status_code",
+    "string_attribute",
+    "trace_state",
+    "trace_flags",
+    "rate_limiting",
+    "bytes_limiting",
+    "span_count",
+    "boolean_attribute",
+    "ottl_condition",
+    "and",
+    "drop",
+    "composite",
+];
+
+/// contrib processor/tailsamplingprocessor README (commit 000e83d0...): `policies` is required;
+/// each policy has a name (unique: the processor refuses duplicates), a `type` of the list and,
+/// but for `always_sample`, the settings of that type under its name; `latency` needs
+/// `threshold_ms`, `probabilistic` a `sampling_percentage` (a percentage, above 0 and at most
+/// 100), `status_code` its `status_codes`, each `OK`, `ERROR` or `UNSET`.
+fn tail_sampling_problems(at: &str, settings: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let policies = settings
+        .get("policies")
+        .and_then(Value::as_sequence)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if policies.is_empty() {
+        problems.push(format!("{at}.policies: required, no policy given"));
+    }
+    let mut names = BTreeSet::new();
+    for (i, policy) in policies.iter().enumerate() {
+        let at = format!("{at}.policies.{i}");
+        match policy.get("name").and_then(Value::as_str) {
+            Some(name) if !name.trim().is_empty() => {
+                if !names.insert(name) {
+                    problems.push(format!("{at}.name: `{name}` names two policies"));
+                }
+            }
+            _ => problems.push(format!("{at}.name: required")),
+        }
+        let Some(ty) = policy.get("type").and_then(Value::as_str) else {
+            problems.push(format!("{at}.type: required"));
+            continue;
+        };
+        if !TAIL_SAMPLING_POLICY_TYPES.contains(&ty) {
+            problems.push(format!(
+                "{at}.type: `{ty}` is not one of {} (its README)",
+                TAIL_SAMPLING_POLICY_TYPES.join(", ")
+            ));
+            continue;
+        }
+        if ty != "always_sample" && policy.get(ty).is_none() {
+            problems.push(format!("{at}.{ty}: required by type {ty}"));
+        }
+        for (key, _) in entries(Some(policy)) {
+            if key != "name" && key != "type" && key != ty {
+                problems.push(format!(
+                    "{at}.{key}: settings of another type than {ty}, ignored"
+                ));
+            }
+        }
+        match ty {
+            "latency" if !is_set(get(policy, &["latency", "threshold_ms"])) => {
+                problems.push(format!("{at}.latency.threshold_ms: required"));
+            }
+            "probabilistic" => {
+                let percentage = get(policy, &["probabilistic", "sampling_percentage"]);
+                match percentage.map(|p| known_value(p).map(|v| v.parse::<f64>())) {
+                    None => {
+                        problems.push(format!("{at}.probabilistic.sampling_percentage: required"))
+                    }
+                    Some(Some(Ok(p))) if p > 0.0 && p <= 100.0 => {}
+                    Some(None) => {}
+                    Some(_) => problems.push(format!(
+                        "{at}.probabilistic.sampling_percentage: a percentage above 0 and at \
+                         most 100"
+                    )),
+                }
+            }
+            "status_code" => {
+                let codes = strings(get(policy, &["status_code", "status_codes"]));
+                if codes.is_empty() {
+                    problems.push(format!("{at}.status_code.status_codes: required"));
+                }
+                for code in codes {
+                    if !["OK", "ERROR", "UNSET"].contains(&code.as_str()) {
+                        problems.push(format!(
+                            "{at}.status_code.status_codes: `{code}` is not OK, ERROR or UNSET"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    problems
+}
+
+/// Whether `s` is a Go duration as the Collector reads one (`500ms`, `2.5s`, `1m30s`).
+fn is_go_duration(s: &str) -> bool {
+    let mut rest = s;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let number = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if number == 0 || rest[..number].parse::<f64>().is_err() {
+            return false;
+        }
+        rest = &rest[number..];
+        let Some(unit) = ["ns", "us", "µs", "ms", "s", "m", "h"]
+            .iter()
+            .filter(|unit| rest.starts_with(**unit))
+            .max_by_key(|unit| unit.len())
+        else {
+            return false;
+        };
+        rest = &rest[unit.len()..];
+    }
+    true
+}
+
+/// contrib connector/spanmetricsconnector README (commit 001f9b83...): the histogram "must be
+/// either explicit or exponential", its `unit` `ms` or `s`, explicit `buckets` durations;
+/// `aggregation_temporality` one of the two it names; every dimension has a `name`.
+fn span_metrics_problems(at: &str, settings: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let histogram = settings.get("histogram");
+    if histogram.is_some_and(|h| h.get("explicit").is_some() && h.get("exponential").is_some()) {
+        problems.push(format!(
+            "{at}.histogram: explicit and exponential, it must be either"
+        ));
+    }
+    one_of(
+        &format!("{at}.histogram.unit"),
+        histogram.and_then(|h| h.get("unit")),
+        &["ms", "s"],
+        &mut problems,
+    );
+    for bucket in strings(get(settings, &["histogram", "explicit", "buckets"])) {
+        if !is_go_duration(&bucket) {
+            problems.push(format!(
+                "{at}.histogram.explicit.buckets: `{bucket}` is not a duration (`5ms`, `1s`)"
+            ));
+        }
+    }
+    one_of(
+        &format!("{at}.aggregation_temporality"),
+        settings.get("aggregation_temporality"),
+        &[
+            "AGGREGATION_TEMPORALITY_CUMULATIVE",
+            "AGGREGATION_TEMPORALITY_DELTA",
+        ],
+        &mut problems,
+    );
+    for (i, dimension) in settings
+        .get("dimensions")
+        .and_then(Value::as_sequence)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        if !is_set(dimension.get("name")) {
+            problems.push(format!("{at}.dimensions.{i}.name: required"));
+        }
+    }
+    problems
+}
+
+/// The signals of the pipelines exporting to `id`.
+fn signals_exporting_to<'a>(pipelines: &'a [Pipeline], id: &str) -> Vec<&'a str> {
+    let mut signals: Vec<&str> = pipelines
+        .iter()
+        .filter(|p| p.exporters.iter().any(|e| e == id))
+        .map(|p| p.signal.as_str())
+        .collect();
+    signals.sort_unstable();
+    signals.dedup();
+    signals
+}
+
+/// Every component's settings are what its documentation requires (the functions above, for
+/// the components with rules beyond their option names).
+fn documented_setting_problems(config: &Value) -> Vec<String> {
+    let pipelines = pipelines(config);
+    let mut problems = Vec::new();
+    for kind in [Kind::Processor, Kind::Exporter, Kind::Connector] {
+        let section = kind.section();
+        for (id, settings) in entries(get(config, &[section])) {
+            let at = format!("{section}.{id}");
+            problems.extend(match (kind, type_of(&id)) {
+                (Kind::Exporter, "loadbalancing") => {
+                    loadbalancing_problems(&at, settings, &signals_exporting_to(&pipelines, &id))
+                }
+                (Kind::Processor, "tail_sampling") => tail_sampling_problems(&at, settings),
+                (Kind::Connector, "spanmetrics") => span_metrics_problems(&at, settings),
+                _ => Vec::new(),
+            });
+        }
+    }
+    problems
+}
+
+/// Connectors that count requests (spanmetrics, the Datadog connector's APM stats) get every
+/// span: no pipeline exporting to one samples (tail_sampling), or they would count only the
+/// traces kept.
+fn request_counts_after_sampling(config: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    for pipeline in pipelines(config) {
+        let Some(sampler) = pipeline
+            .processors
+            .iter()
+            .find(|p| type_of(p) == "tail_sampling")
+        else {
+            continue;
+        };
+        for exporter in &pipeline.exporters {
+            if is_defined(config, "connectors", exporter)
+                && ["spanmetrics", "datadog"].contains(&type_of(exporter))
+            {
+                problems.push(format!(
+                    "service.pipelines.{}: `{exporter}` comes after `{sampler}`, so it counts \
+                     only the sampled traces",
+                    pipeline.id
+                ));
+            }
         }
     }
     problems
@@ -1743,6 +2273,167 @@ fn the_base_runs_alone_with_a_debug_exporter_for_each_signal() {
         assert_eq!(pipeline.exporters, ["debug"], "{signal}");
         assert_eq!(pipeline.receivers, ["otlp"], "{signal}");
     }
+}
+
+#[test]
+fn every_component_setting_is_what_its_documentation_requires() {
+    assert_every_configuration(documented_setting_problems);
+}
+
+#[test]
+fn connectors_counting_requests_see_every_span_before_sampling() {
+    assert_every_configuration(request_counts_after_sampling);
+}
+
+const AGENT_TIER: &str = "collector/agent.yaml";
+const SAMPLING_TIER: &str = "collector/sampling.yaml";
+const SAMPLING_TIER_DATADOG: &str = "collector/sampling-datadog.yaml";
+const FLEET_FILES: &[&str] = &[AGENT_TIER, SAMPLING_TIER, SAMPLING_TIER_DATADOG];
+
+/// The configuration a command runs, by its files.
+fn configuration_of(command: &[&str]) -> Value {
+    let label = command.join(" + ");
+    configurations(&collector_files())
+        .into_iter()
+        .find(|(l, _)| *l == label)
+        .unwrap_or_else(|| panic!("no file gives the command {label}"))
+        .1
+}
+
+fn pipeline(config: &Value, id: &str) -> Pipeline {
+    pipelines(config)
+        .into_iter()
+        .find(|p| p.id == id)
+        .unwrap_or_else(|| panic!("no pipeline {id}"))
+}
+
+#[test]
+fn the_agent_tier_routes_spans_by_trace_id_and_forwards_metrics_and_logs() {
+    // README, fleet: spans of one trace reach one sampling instance; metrics and logs need no
+    // routing. The agent holds no backend credential.
+    let agent = configuration_of(&[BASE_FILE, AGENT_TIER]);
+    assert_eq!(pipeline(&agent, TRACES).exporters, ["loadbalancing"]);
+    let balancer = get(&agent, &["exporters", "loadbalancing"]).expect("loadbalancing");
+    assert_eq!(
+        get(balancer, &["routing_key"]).and_then(Value::as_str),
+        Some("traceID")
+    );
+    assert_eq!(
+        get(balancer, &["resolver", "dns", "hostname"]).and_then(Value::as_str),
+        Some("${env:SAMPLING_TIER_HOSTNAME}")
+    );
+    for signal in [METRICS, LOGS] {
+        assert_eq!(
+            pipeline(&agent, signal).exporters,
+            ["otlp/sampling_tier"],
+            "{signal}"
+        );
+    }
+    let exporters = entries(get(&agent, &["exporters"]));
+    assert!(
+        exporters
+            .iter()
+            .all(|(id, _)| { ["debug", "loadbalancing", "otlp"].contains(&type_of(id)) }),
+        "{:?}",
+        exporters.iter().map(|(id, _)| id).collect::<Vec<_>>()
+    );
+}
+
+/// The backend overlays: every overlay but the fleet's tiers.
+fn backend_overlays() -> Vec<String> {
+    collector_files()
+        .into_iter()
+        .filter(|f| !f.is_base() && !FLEET_FILES.contains(&f.name.as_str()))
+        .map(|f| f.name)
+        .collect()
+}
+
+#[test]
+fn the_sampling_tier_stacks_on_every_backend_and_keeps_its_exporters() {
+    // README, fleet: the sampling tier ships to the same backends as the single collector; its
+    // overlay changes the processors and adds the RED pipeline, the backend's exporters stay.
+    let backends = backend_overlays();
+    assert!(!backends.is_empty());
+    for backend in &backends {
+        let alone = configuration_of(&[BASE_FILE, backend]);
+        let datadog = backend == "collector/datadog.yaml";
+        let stacked = if datadog {
+            configuration_of(&[BASE_FILE, backend, SAMPLING_TIER, SAMPLING_TIER_DATADOG])
+        } else {
+            configuration_of(&[BASE_FILE, backend, SAMPLING_TIER])
+        };
+        for signal in SIGNALS {
+            let mut expected = pipeline(&alone, signal).exporters;
+            if datadog && *signal == TRACES {
+                // The connector moves before sampling, into traces/red.
+                expected.retain(|e| e != "datadog/connector");
+                assert!(
+                    pipeline(&stacked, "traces/red")
+                        .exporters
+                        .contains(&"datadog/connector".to_owned())
+                );
+            }
+            assert_eq!(
+                pipeline(&stacked, signal).exporters,
+                expected,
+                "{backend}: {signal}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_sampling_tier_counts_every_span_then_keeps_errors_slow_traces_and_a_share() {
+    // README, fleet: spanmetrics before sampling; every error trace, every trace over 500 ms
+    // and 10 % of the rest kept.
+    let tier = configuration_of(&[BASE_FILE, SAMPLING_TIER]);
+    let traces = pipeline(&tier, TRACES);
+    let red = pipeline(&tier, "traces/red");
+    assert_eq!(red.receivers, traces.receivers);
+    assert_eq!(red.exporters, ["spanmetrics"]);
+    assert!(!red.processors.iter().any(|p| p == "tail_sampling"));
+    assert!(traces.processors.iter().any(|p| p == "tail_sampling"));
+    assert!(
+        pipeline(&tier, METRICS)
+            .receivers
+            .contains(&"spanmetrics".to_owned())
+    );
+    let policies: Vec<(String, String, Option<String>)> =
+        get(&tier, &["processors", "tail_sampling", "policies"])
+            .and_then(Value::as_sequence)
+            .expect("policies")
+            .iter()
+            .map(|policy| {
+                let ty = policy
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap()
+                    .to_owned();
+                let setting = match ty.as_str() {
+                    "status_code" => get(policy, &["status_code", "status_codes"])
+                        .map(|codes| serde_yaml_ng::to_string(codes).unwrap().trim().to_owned()),
+                    "latency" => get(policy, &["latency", "threshold_ms"]).and_then(known_value),
+                    "probabilistic" => {
+                        get(policy, &["probabilistic", "sampling_percentage"]).and_then(known_value)
+                    }
+                    _ => None,
+                };
+                (policy["name"].as_str().unwrap().to_owned(), ty, setting)
+            })
+            .collect();
+    let expected = [
+        ("errors", "status_code", Some("- ERROR")),
+        ("slow", "latency", Some("500")),
+        ("share_of_the_rest", "probabilistic", Some("10")),
+    ];
+    assert_eq!(
+        policies,
+        expected.map(|(name, ty, setting)| (
+            name.to_owned(),
+            ty.to_owned(),
+            setting.map(str::to_owned)
+        ))
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2352,5 +3043,283 @@ fn checker_reports_an_overlay_without_its_command_or_variables() {
             .iter()
             .any(|p| p.contains("--config collector/other.yaml")),
         "{problems:?}"
+    );
+}
+
+#[test]
+fn checker_reads_the_commands_of_opening_comments() {
+    let text = "# Two ways:\n#\n#   otelcol-contrib --config a.yaml\n#   X=... otelcol-contrib --config a.yaml --config b.yaml  --config c.yaml\n# otelcol-contrib alone is no command\nreceivers: {}\n# otelcol-contrib --config after.yaml\n";
+    assert_eq!(
+        commands(text),
+        [
+            vec!["a.yaml".to_owned()],
+            vec![
+                "a.yaml".to_owned(),
+                "b.yaml".to_owned(),
+                "c.yaml".to_owned()
+            ],
+        ]
+    );
+    // A tier stacked on another overlay is documented by its own command.
+    let text = "#   otelcol-contrib --config otel-collector.yaml --config collector/b.yaml --config collector/tier.yaml\nservice: {}\n";
+    assert_eq!(
+        documentation_problems("collector/tier.yaml", text, &yaml(text)),
+        Vec::<String>::new()
+    );
+    let problems = documentation_problems("collector/b.yaml", text, &yaml(text));
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("--config collector/b.yaml`")),
+        "{problems:?}"
+    );
+}
+
+/// The agent tier's exporter, with `settings` as its flow-style settings, in the pipelines of
+/// `signals`.
+fn with_balancer(settings: &str, signals: &[&str]) -> Value {
+    let pipelines: Vec<String> = signals
+        .iter()
+        .map(|signal| {
+            format!(
+                "{signal}: {{receivers: [otlp], processors: [memory_limiter, batch], exporters: [loadbalancing]}}"
+            )
+        })
+        .collect();
+    minimal_with(&format!(
+        "exporters: {{loadbalancing: {settings}}}\nservice: {{pipelines: {{{}}}}}",
+        pipelines.join(", ")
+    ))
+}
+
+#[test]
+fn checker_reports_loadbalancing_settings_its_readme_refuses() {
+    let fine =
+        "{protocol: {otlp: {tls: {insecure: true}}}, resolver: {dns: {hostname: '${env:H}'}}}";
+    assert_eq!(
+        documented_setting_problems(&with_balancer(fine, &[TRACES, LOGS])),
+        Vec::<String>::new()
+    );
+    let cases = [
+        (
+            "{resolver: {dns: {hostname: h}}}",
+            "protocol.otlp: required",
+        ),
+        (
+            "{protocol: {otlp: {endpoint: 'h:4317'}}, resolver: {dns: {hostname: h}}}",
+            "protocol.otlp.endpoint: set by the resolver",
+        ),
+        ("{protocol: {otlp: {}}}", "resolver: required"),
+        (
+            "{protocol: {otlp: {}}, resolver: {dns: {hostname: h}, static: {hostnames: [h]}}}",
+            "only one is used",
+        ),
+        (
+            "{protocol: {otlp: {}}, resolver: {static: {hostnames: []}}}",
+            "resolver.static.hostnames: required",
+        ),
+        (
+            "{protocol: {otlp: {}}, resolver: {dns: {port: 4317}}}",
+            "resolver.dns.hostname: required",
+        ),
+        (
+            "{routing_key: traceId, protocol: {otlp: {}}, resolver: {dns: {hostname: h}}}",
+            "`traceId` is not one of service, traceID, resource, metric",
+        ),
+        (
+            "{routing_key: '${env:KEY:-span}', protocol: {otlp: {}}, resolver: {dns: {hostname: h}}}",
+            "`span` is not one of",
+        ),
+    ];
+    for (settings, expected) in cases {
+        assert_reports(
+            documented_setting_problems,
+            &with_balancer(settings, &[TRACES]),
+            expected,
+        );
+    }
+    // traceID, also the default, routes no metrics; resource routes no spans.
+    assert_reports(
+        documented_setting_problems,
+        &with_balancer(fine, &[TRACES, METRICS]),
+        "routing_key: `traceID` cannot route metrics",
+    );
+    let by_resource =
+        "{routing_key: resource, protocol: {otlp: {}}, resolver: {dns: {hostname: h}}}";
+    assert_reports(
+        documented_setting_problems,
+        &with_balancer(by_resource, &[TRACES]),
+        "`resource` cannot route traces",
+    );
+    assert_eq!(
+        documented_setting_problems(&with_balancer(by_resource, &[METRICS])),
+        Vec::<String>::new()
+    );
+    // Its routing_key is no credential; a misspelt option is still refused.
+    assert_eq!(
+        literal_secrets("", &with_balancer(fine, &[TRACES])),
+        Vec::<String>::new()
+    );
+    assert_reports(
+        unknown_options,
+        &with_balancer(
+            "{protocol: {otlp: {}}, resolver: {dns: {hostnme: h}}}",
+            &[TRACES],
+        ),
+        "exporters.loadbalancing.resolver.dns.hostnme: unknown option",
+    );
+}
+
+/// A sampling pipeline with `policies` (flow style).
+fn with_policies(policies: &str) -> Value {
+    minimal_with(&format!(
+        "processors: {{tail_sampling: {{policies: {policies}}}}}\nservice: {{pipelines: {{traces: {{processors: [memory_limiter, tail_sampling, batch]}}}}}}"
+    ))
+}
+
+#[test]
+fn checker_reports_tail_sampling_policies_its_readme_refuses() {
+    let fine = "[{name: e, type: status_code, status_code: {status_codes: [ERROR]}}, {name: s, type: latency, latency: {threshold_ms: '${env:T:-500}'}}, {name: p, type: probabilistic, probabilistic: {sampling_percentage: 10}}, {name: a, type: always_sample}]";
+    assert_eq!(
+        documented_setting_problems(&with_policies(fine)),
+        Vec::<String>::new()
+    );
+    let cases = [
+        ("[]", "policies: required"),
+        ("[{type: always_sample}]", "policies.0.name: required"),
+        (
+            "[{name: a, type: always_sample}, {name: a, type: always_sample}]",
+            "`a` names two policies",
+        ),
+        ("[{name: a}]", "policies.0.type: required"),
+        (
+            "[{name: a, type: error}]",
+            "`error` is not one of always_sample, latency",
+        ),
+        (
+            "[{name: a, type: latency}]",
+            "policies.0.latency: required by type latency",
+        ),
+        (
+            "[{name: a, type: latency, latency: {upper_threshold_ms: 900}}]",
+            "latency.threshold_ms: required",
+        ),
+        (
+            "[{name: a, type: latency, probabilistic: {sampling_percentage: 5}, latency: {threshold_ms: 5}}]",
+            "policies.0.probabilistic: settings of another type than latency",
+        ),
+        (
+            "[{name: a, type: probabilistic, probabilistic: {sampling_percentage: 0}}]",
+            "above 0 and at most 100",
+        ),
+        (
+            "[{name: a, type: probabilistic, probabilistic: {sampling_percentage: '${env:P:-150}'}}]",
+            "above 0 and at most 100",
+        ),
+        (
+            "[{name: a, type: probabilistic, probabilistic: {hash_salt: x}}]",
+            "sampling_percentage: required",
+        ),
+        (
+            "[{name: a, type: status_code, status_code: {status_codes: [Error]}}]",
+            "`Error` is not OK, ERROR or UNSET",
+        ),
+        (
+            "[{name: a, type: status_code, status_code: {}}]",
+            "status_code.status_codes: required",
+        ),
+    ];
+    for (policies, expected) in cases {
+        assert_reports(
+            documented_setting_problems,
+            &with_policies(policies),
+            expected,
+        );
+    }
+    let broken = minimal_with(
+        "processors: {tail_sampling: {decision_wait: 10s}}\nservice: {pipelines: {traces: {processors: [memory_limiter, tail_sampling, batch]}}}",
+    );
+    assert_reports(documented_setting_problems, &broken, "policies: required");
+    assert_reports(
+        unknown_options,
+        &with_policies("[{name: a, type: latency, latency: {threshold: 5}}]"),
+        "policies.0.latency.threshold: unknown option",
+    );
+    // Sampling only has traces.
+    let broken = minimal_with(
+        "processors: {tail_sampling: {policies: [{name: a, type: always_sample}]}}\nservice: {pipelines: {logs: {receivers: [otlp], processors: [memory_limiter, tail_sampling, batch], exporters: [debug]}}}",
+    );
+    assert_reports(
+        unsupported_signals,
+        &broken,
+        "processor `tail_sampling` does not support logs",
+    );
+}
+
+/// spanmetrics with `settings` (flow style), from the traces pipeline into a metrics one.
+fn with_span_metrics(settings: &str) -> Value {
+    minimal_with(&format!(
+        "connectors: {{spanmetrics: {settings}}}\nservice: {{pipelines: {{traces: {{exporters: [debug, spanmetrics]}}, metrics: {{receivers: [spanmetrics], processors: [memory_limiter, batch], exporters: [debug]}}}}}}"
+    ))
+}
+
+#[test]
+fn checker_reports_span_metrics_settings_and_pipelines_its_readme_refuses() {
+    let fine = "{histogram: {unit: s, explicit: {buckets: [5ms, 2.5s, 1m30s]}}, dimensions: [{name: http.route}], aggregation_temporality: AGGREGATION_TEMPORALITY_DELTA}";
+    for check in [
+        documented_setting_problems,
+        undefined_components,
+        unsupported_signals,
+        request_counts_after_sampling,
+    ] {
+        assert_eq!(check(&with_span_metrics(fine)), Vec::<String>::new());
+    }
+    let cases = [
+        (
+            "{histogram: {explicit: {}, exponential: {max_size: 160}}}",
+            "explicit and exponential, it must be either",
+        ),
+        ("{histogram: {unit: sec}}", "`sec` is not one of ms, s"),
+        (
+            "{histogram: {explicit: {buckets: [5ms, '100']}}}",
+            "`100` is not a duration",
+        ),
+        (
+            "{aggregation_temporality: delta}",
+            "`delta` is not one of AGGREGATION_TEMPORALITY_CUMULATIVE",
+        ),
+        (
+            "{dimensions: [{default: GET}]}",
+            "dimensions.0.name: required",
+        ),
+    ];
+    for (settings, expected) in cases {
+        assert_reports(
+            documented_setting_problems,
+            &with_span_metrics(settings),
+            expected,
+        );
+    }
+    // A connector from traces to metrics: not from metrics, not into traces, and with both ends.
+    let broken = minimal_with(
+        "connectors: {spanmetrics: {}}\nservice: {pipelines: {metrics: {receivers: [otlp], processors: [memory_limiter, batch], exporters: [spanmetrics]}, traces: {receivers: [spanmetrics]}}}",
+    );
+    assert_reports(unsupported_signals, &broken, "connectors.spanmetrics");
+    let broken = minimal_with(
+        "connectors: {spanmetrics: {}}\nservice: {pipelines: {traces: {exporters: [debug, spanmetrics]}}}",
+    );
+    assert_reports(
+        undefined_components,
+        &broken,
+        "no pipeline receives from it",
+    );
+    // After sampling, it would count only the traces kept.
+    let broken = minimal_with(
+        "connectors: {spanmetrics: {}}\nprocessors: {tail_sampling: {policies: [{name: a, type: always_sample}]}}\nservice: {pipelines: {traces: {processors: [memory_limiter, tail_sampling, batch], exporters: [debug, spanmetrics]}, metrics: {receivers: [spanmetrics], processors: [memory_limiter, batch], exporters: [debug]}}}",
+    );
+    assert_reports(
+        request_counts_after_sampling,
+        &broken,
+        "`spanmetrics` comes after `tail_sampling`, so it counts only the sampled traces",
     );
 }
