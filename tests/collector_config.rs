@@ -637,6 +637,29 @@ const SPAN_METRICS: Keys = &[
     ("delta_temporality", U),
 ];
 
+// contrib exporter/azuredataexplorerexporter/config.go (commit
+// 0801b46527ecbbe63c5d63d9547c7390a924ad2b): the exporter helper's timeout (squashed), queue and
+// retry (accepted in 2023, issue #24329), and its own settings; all but those and
+// `managed_identity_id` already in its config.go at commit aaba3899ea51e190eeab3823abf73a14d2af0123.
+const AZURE_DATA_EXPLORER: Options = &[
+    EXPORTER_HELPER,
+    &[
+        ("cluster_uri", V),
+        ("application_id", V),
+        ("application_key", V),
+        ("tenant_id", V),
+        ("managed_identity_id", V),
+        ("db_name", V),
+        ("metrics_table_name", V),
+        ("logs_table_name", V),
+        ("traces_table_name", V),
+        ("metrics_table_json_mapping", V),
+        ("logs_table_json_mapping", V),
+        ("traces_table_json_mapping", V),
+        ("ingestion_type", V),
+    ],
+];
+
 struct ComponentType {
     kind: Kind,
     /// The type, as otelcol-contrib v0.135 names it. (Later Collectors renamed some types, e.g.
@@ -718,6 +741,13 @@ const COMPONENT_TYPES: &[ComponentType] = &[
     ),
     // contrib exporter/loadbalancingexporter: traces, logs (beta), metrics (development).
     component(Kind::Exporter, "loadbalancing", SIGNALS, LOADBALANCING),
+    // contrib exporter/azuredataexplorerexporter: traces, metrics, logs (beta).
+    component(
+        Kind::Exporter,
+        "azuredataexplorer",
+        SIGNALS,
+        AZURE_DATA_EXPLORER,
+    ),
     // contrib processor/tailsamplingprocessor: traces (beta).
     component(
         Kind::Processor,
@@ -2081,6 +2111,65 @@ fn span_metrics_problems(at: &str, settings: &Value) -> Vec<String> {
     problems
 }
 
+/// contrib exporter/azuredataexplorerexporter README and config.go's `Validate` (commit
+/// 0801b46...): `cluster_uri` is required; so is an identity, either `application_id`,
+/// `application_key` and `tenant_id` together or `managed_identity_id` (`system` or a UUID);
+/// `ingestion_type` is `queued` or `managed`.
+fn azure_data_explorer_problems(at: &str, settings: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !is_set(settings.get("cluster_uri")) {
+        problems.push(format!("{at}.cluster_uri: required"));
+    }
+    let application = ["application_id", "application_key", "tenant_id"];
+    let given: Vec<&str> = application
+        .iter()
+        .copied()
+        .filter(|key| is_set(settings.get(*key)))
+        .collect();
+    let managed = settings.get("managed_identity_id");
+    if !given.is_empty() && given.len() < application.len() {
+        problems.push(format!(
+            "{at}: {} without {}: an app registration needs all three",
+            given.join(", "),
+            application
+                .iter()
+                .filter(|key| !given.contains(key))
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    } else if given.is_empty() && !is_set(managed) {
+        problems.push(format!(
+            "{at}: no identity, give application_id, application_key and tenant_id, or \
+             managed_identity_id"
+        ));
+    }
+    if let Some(id) = managed.and_then(known_value)
+        && !id.trim().eq_ignore_ascii_case("system")
+        && !is_uuid(id.trim())
+    {
+        problems.push(format!(
+            "{at}.managed_identity_id: `{id}` is neither `system` nor a UUID"
+        ));
+    }
+    one_of(
+        &format!("{at}.ingestion_type"),
+        settings.get("ingestion_type"),
+        &["queued", "managed"],
+        &mut problems,
+    );
+    problems
+}
+
+/// `8-4-4-4-12` hexadecimal digits.
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
 /// The signals of the pipelines exporting to `id`.
 fn signals_exporting_to<'a>(pipelines: &'a [Pipeline], id: &str) -> Vec<&'a str> {
     let mut signals: Vec<&str> = pipelines
@@ -2108,6 +2197,9 @@ fn documented_setting_problems(config: &Value) -> Vec<String> {
                 }
                 (Kind::Processor, "tail_sampling") => tail_sampling_problems(&at, settings),
                 (Kind::Connector, "spanmetrics") => span_metrics_problems(&at, settings),
+                (Kind::Exporter, "azuredataexplorer") => {
+                    azure_data_explorer_problems(&at, settings)
+                }
                 _ => Vec::new(),
             });
         }
@@ -3322,4 +3414,78 @@ fn checker_reports_span_metrics_settings_and_pipelines_its_readme_refuses() {
         &broken,
         "`spanmetrics` comes after `tail_sampling`, so it counts only the sampled traces",
     );
+}
+
+#[test]
+fn checker_reports_azure_data_explorer_settings_its_readme_refuses() {
+    let with = |settings: &str| {
+        minimal_with(&format!(
+            "exporters: {{azuredataexplorer: {settings}}}\nservice: {{pipelines: {{traces: {{exporters: [azuredataexplorer]}}}}}}"
+        ))
+    };
+    for fine in [
+        "{cluster_uri: '${env:U}', application_id: '${env:I}', application_key: '${env:K}', tenant_id: '${env:T}', ingestion_type: managed}",
+        "{cluster_uri: u, managed_identity_id: system}",
+        "{cluster_uri: u, managed_identity_id: 0f8fad5b-d9cb-469f-a165-70867728950e}",
+    ] {
+        assert_eq!(
+            documented_setting_problems(&with(fine)),
+            Vec::<String>::new(),
+            "{fine}"
+        );
+    }
+    let cases = [
+        ("{managed_identity_id: system}", "cluster_uri: required"),
+        ("{cluster_uri: u}", "no identity"),
+        (
+            "{cluster_uri: u, application_id: i, tenant_id: t}",
+            "application_id, tenant_id without application_key",
+        ),
+        (
+            "{cluster_uri: u, managed_identity_id: my-identity}",
+            "`my-identity` is neither `system` nor a UUID",
+        ),
+        (
+            "{cluster_uri: u, managed_identity_id: system, ingestion_type: streaming}",
+            "`streaming` is not one of queued, managed",
+        ),
+        (
+            "{cluster_uri: u, managed_identity_id: system, ingestion_type: '${env:T:-batch}'}",
+            "`batch` is not one of queued, managed",
+        ),
+    ];
+    for (settings, expected) in cases {
+        assert_reports(documented_setting_problems, &with(settings), expected);
+    }
+    assert_reports(
+        unknown_options,
+        &with("{cluster_uri: u, database: x}"),
+        "exporters.azuredataexplorer.database: unknown option",
+    );
+    assert_reports(
+        |config| literal_secrets("", config),
+        &with("{cluster_uri: u, application_key: s3cret}"),
+        "application_key: a literal value",
+    );
+}
+
+#[test]
+fn the_azure_overlay_lands_every_signal_in_azure_data_explorer() {
+    // README, PowerBI: traces, metrics and logs in the three tables its KQL reads.
+    let azure = configuration_of(&[BASE_FILE, "collector/azure.yaml"]);
+    for signal in SIGNALS {
+        assert_eq!(
+            pipeline(&azure, signal).exporters,
+            ["azuredataexplorer"],
+            "{signal}"
+        );
+    }
+    let exporter = get(&azure, &["exporters", "azuredataexplorer"]).expect("the exporter");
+    for (key, table) in [
+        ("traces_table_name", "OTELTraces"),
+        ("metrics_table_name", "OTELMetrics"),
+        ("logs_table_name", "OTELLogs"),
+    ] {
+        assert_eq!(get(exporter, &[key]).and_then(Value::as_str), Some(table));
+    }
 }
