@@ -41,6 +41,7 @@ mod layer;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod providers;
+mod rpc;
 mod subscriber;
 mod telemetry;
 

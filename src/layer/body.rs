@@ -69,8 +69,9 @@ impl<B: Body> Body for RequestBody<B> {
 }
 
 pin_project! {
-    /// The response body the client receives: the inner body, counting the bytes sent, and
-    /// ending the request's span and metrics after its last frame (or when it is dropped, as
+    /// The response body the client receives: the inner body, counting the bytes sent, reading
+    /// a gRPC call's status from its trailers, and ending the request's span and metrics after
+    /// its last frame (or when it is dropped, as
     /// cancelled; or when the inner body panics, as failed with `error.type` `panic`).
     pub struct ResponseBody<B> {
         #[pin]
@@ -108,6 +109,8 @@ where
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
                         sent_all = in_flight.on_response_bytes(bytes::Buf::remaining(data));
+                    } else if let Some(trailers) = frame.trailers_ref() {
+                        in_flight.on_trailers(trailers);
                     }
                 }
                 Some(Err(error)) => in_flight.on_error(error_type::of(error)),

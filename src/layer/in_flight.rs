@@ -13,7 +13,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
@@ -26,10 +26,16 @@ use opentelemetry_semantic_conventions::attribute::{ERROR_TYPE, HTTP_RESPONSE_ST
 use super::{
     Shared,
     parent::Parent,
-    request::{RequestFacts, peer_address, record_headers, truncated},
+    request::{
+        RequestFacts, grpc_peer_address, peer_address, record_headers, rpc_span_attributes,
+        truncated,
+    },
     security::Witness,
 };
-use crate::http_metrics::Series;
+use crate::{
+    http_metrics::Series,
+    rpc::{self, RpcCall, Side},
+};
 
 /// The response header naming the request's span.
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -79,15 +85,22 @@ pub(crate) struct InFlight {
     completed: bool,
     /// What a security event or the access log line would say, kept when either is on.
     witness: Option<Witness>,
+    /// A gRPC call, recorded under the RPC conventions instead of the HTTP ones (see
+    /// [`rpc`]): no HTTP metric, security event or access log line.
+    rpc: Option<RpcCall>,
 }
 
 impl InFlight {
     /// Starts the span of `request` as a child of the context its headers carry (on a public
     /// endpoint, in a new trace linked to it: see [`Parent`]), and counts the request as active.
     pub(crate) fn start<B>(shared: Arc<Shared>, request: &Request<B>) -> Self {
-        let origin = shared
-            .trusted_proxies
-            .origin(peer_address(request), request.headers());
+        let rpc = rpc::is_grpc(request)
+            .then(|| RpcCall::of(Side::Server, request, shared.value_length_limit));
+        let peer = match rpc {
+            None => peer_address(request),
+            Some(_) => grpc_peer_address(request),
+        };
+        let origin = shared.trusted_proxies.origin(peer, request.headers());
         let facts = RequestFacts::of(request, &shared.known_methods, &origin);
         let Parent {
             cx: parent,
@@ -98,19 +111,29 @@ impl InFlight {
         let started = Instant::now();
         let owns_span = !shared.tracer_is_noop.load(Ordering::Relaxed);
         let cx = if owns_span {
+            let (name, attributes) = match &rpc {
+                None => (
+                    facts.span_name.clone(),
+                    facts.span_attributes(
+                        request,
+                        &origin,
+                        &shared.request_headers,
+                        &shared.sensitive_query_parameters,
+                        shared.value_length_limit,
+                    ),
+                ),
+                Some(call) => (
+                    call.span_name(),
+                    rpc_span_attributes(request, &origin, call, shared.value_length_limit),
+                ),
+            };
             let span = shared
                 .tracer
-                .span_builder(facts.span_name.clone())
+                .span_builder(name)
                 .with_kind(SpanKind::Server)
                 .with_start_time(started_at)
                 .with_links(parent_links)
-                .with_attributes(facts.span_attributes(
-                    request,
-                    &origin,
-                    &shared.request_headers,
-                    &shared.sensitive_query_parameters,
-                    shared.value_length_limit,
-                ))
+                .with_attributes(attributes)
                 .start_with_context(&shared.tracer, &parent);
             if !span.is_recording()
                 && !span.span_context().is_valid()
@@ -123,7 +146,11 @@ impl InFlight {
         } else {
             parent
         };
-        shared.metrics.add_active(facts.active_series(), 1);
+        // `http.server.active_requests` counts HTTP requests; the RPC conventions (v1.44.0)
+        // have no such metric, and a gRPC call is recorded under them alone.
+        if rpc.is_none() {
+            shared.metrics.add_active(facts.active_series(), 1);
+        }
 
         Self {
             cx,
@@ -137,9 +164,10 @@ impl InFlight {
             error_type: None,
             failed: false,
             completed: false,
-            witness: (shared.security_events.is_some() || shared.access_log)
+            witness: (rpc.is_none() && (shared.security_events.is_some() || shared.access_log))
                 .then(|| Witness::of(request, &facts, &origin, shared.value_length_limit)),
             facts,
+            rpc,
             shared,
         }
     }
@@ -156,6 +184,13 @@ impl InFlight {
 
     /// Notes the response head: its status, the headers to record, and the `traceparent` to add.
     pub(crate) fn on_response<B>(&mut self, response: &mut Response<B>) {
+        if let Some(call) = &mut self.rpc {
+            call.on_response_head(response.status(), response.headers());
+            if self.shared.inject_trace_context {
+                inject_traceparent(self.cx.span().span_context(), response.headers_mut());
+            }
+            return;
+        }
         let status = response.status().as_u16();
         self.status_code = Some(status);
         if status >= 500 {
@@ -182,6 +217,13 @@ impl InFlight {
         }
         if self.shared.inject_trace_context {
             inject_traceparent(span.span_context(), response.headers_mut());
+        }
+    }
+
+    /// Notes the trailers that end the response body: a gRPC call's status.
+    pub(crate) fn on_trailers(&mut self, trailers: &HeaderMap) {
+        if let Some(call) = &mut self.rpc {
+            call.on_trailers(trailers);
         }
     }
 
@@ -220,11 +262,31 @@ impl InFlight {
     }
 }
 
+impl InFlight {
+    /// Ends a gRPC call: its span, with the status its response gave, and its duration.
+    fn end_rpc(&mut self, call: RpcCall, elapsed: Duration) {
+        let outcome = call.outcome(self.error_type.take(), self.failed);
+        if self.owns_span {
+            let span = self.cx.span();
+            if span.is_recording() {
+                call.end_span(&span, &outcome);
+            }
+            span.end_with_timestamp(self.started_at + elapsed);
+        }
+        self.shared
+            .rpc_metrics
+            .record(call.series(outcome, None), elapsed.as_secs_f64());
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
         if !self.completed && self.error_type.is_none() {
             self.error_type = Some(Cow::Borrowed(CANCELLED));
+        }
+        if let Some(call) = self.rpc.take() {
+            return self.end_rpc(call, elapsed);
         }
 
         if self.owns_span {

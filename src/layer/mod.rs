@@ -32,6 +32,8 @@ pub use forwarded::ForwardedHeaders;
 pub use future::ResponseFuture;
 pub use service::MonitorService;
 
+pub(crate) use request::truncated;
+
 use std::{
     fmt,
     sync::{Arc, atomic::AtomicBool},
@@ -48,7 +50,11 @@ use opentelemetry::{
 use opentelemetry_semantic_conventions::SCHEMA_URL;
 use tower_layer::Layer;
 
-use crate::{config, http_metrics::HttpServerMetrics};
+use crate::{
+    config,
+    http_metrics::HttpServerMetrics,
+    rpc::{RpcMetrics, Side},
+};
 use forwarded::TrustedProxies;
 use known_methods::KnownMethods;
 use redaction::{CREDENTIAL_HEADERS, SensitiveQueryParameters};
@@ -81,6 +87,17 @@ const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT: usize = 2048;
 /// - logs a security event for each response that refuses the request (401, 403, 429, and 404
 ///   when no route matched), rate-limited per client (see
 ///   [`security_events`](MonitorLayerBuilder::security_events)).
+///
+/// A gRPC call (a `POST` of `content-type: application/grpc` or `application/grpc+...`) is
+/// recorded under the RPC semantic conventions (v1.44) instead of the HTTP ones, so a tonic
+/// server (`tonic::transport::Server::builder().layer(MonitorLayer::new())`) is monitored too:
+/// a SERVER span named `package.Service/Method` with `rpc.system.name` `grpc`, `rpc.method`,
+/// `rpc.response.status_code` from the `grpc-status` at the end of the response body (or in a
+/// trailers-only response's head), status Error and `error.type` for the codes that are a
+/// server's errors (`UNKNOWN`, `DEADLINE_EXCEEDED`, `UNIMPLEMENTED`, `INTERNAL`, `UNAVAILABLE`,
+/// `DATA_LOSS`), and `rpc.server.call.duration` in place of the HTTP server metrics. A method
+/// the server answers `UNIMPLEMENTED` is recorded as `_OTHER` (span `grpc`), so clients cannot
+/// add `rpc.method` values.
 ///
 /// It is cheap to clone and knows nothing about exporters: it takes the global tracer and meter
 /// unless told otherwise, so create it after [`Telemetry::init`](crate::Telemetry). When its
@@ -130,6 +147,8 @@ pub(crate) struct Shared {
     /// started, the incoming context is passed through as it is.
     pub(crate) tracer_is_noop: AtomicBool,
     pub(crate) metrics: HttpServerMetrics,
+    /// `rpc.server.call.duration`, for the gRPC calls.
+    pub(crate) rpc_metrics: RpcMetrics,
     pub(crate) propagator: Option<Box<dyn TextMapPropagator + Send + Sync>>,
     pub(crate) filter: Option<PathFilter>,
     pub(crate) request_headers: Box<[(HeaderName, Key)]>,
@@ -617,6 +636,7 @@ impl MonitorLayerBuilder {
                 tracer,
                 tracer_is_noop: AtomicBool::new(false),
                 metrics: HttpServerMetrics::new(&meter),
+                rpc_metrics: RpcMetrics::new(&meter, Side::Server),
                 propagator: self.propagator,
                 filter: self.filter,
                 request_headers,

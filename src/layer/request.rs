@@ -20,7 +20,7 @@ use super::{
     redaction::SensitiveQueryParameters,
     routes::{ROUTES, Routes},
 };
-use crate::http_metrics::ActiveSeries;
+use crate::{http_metrics::ActiveSeries, rpc::RpcCall};
 use opentelemetry_semantic_conventions::attribute::{
     CLIENT_ADDRESS, CLIENT_PORT, HTTP_REQUEST_METHOD, HTTP_REQUEST_METHOD_ORIGINAL, HTTP_ROUTE,
     NETWORK_PEER_ADDRESS, NETWORK_PEER_PORT, NETWORK_PROTOCOL_VERSION, SERVER_ADDRESS, SERVER_PORT,
@@ -133,12 +133,7 @@ impl RequestFacts {
         if let Some(query) = request.uri().query() {
             attributes.push(KeyValue::new(URL_QUERY, sensitive.redacted(query, limit)));
         }
-        // A trusted proxy's host, when it is `host[:port]`; else the one the request addressed.
-        let server = origin
-            .host
-            .and_then(split_authority)
-            .or_else(|| authority(request).and_then(split_authority));
-        if let Some((host, port)) = server {
+        if let Some((host, port)) = server(request, origin) {
             let host = truncated(host, limit);
             attributes.push(KeyValue::new(SERVER_ADDRESS, host.to_owned()));
             if let Some(port) = port {
@@ -153,6 +148,42 @@ impl RequestFacts {
         record_headers(request.headers(), headers_to_record, limit, &mut attributes);
         attributes
     }
+}
+
+/// The attributes a gRPC call's span starts with (v1.44.0, docs/rpc/grpc.md, the server
+/// span): the call's own (see [`RpcCall`]), `server.address` and `server.port` as an HTTP
+/// request has them, and `network.peer.address` and `network.peer.port`.
+pub(crate) fn rpc_span_attributes<B>(
+    request: &Request<B>,
+    origin: &Origin<'_>,
+    call: &RpcCall,
+    limit: usize,
+) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(8);
+    call.push_start_attributes(&mut attributes);
+    if let Some((host, port)) = server(request, origin) {
+        let host = truncated(host, limit);
+        attributes.push(KeyValue::new(SERVER_ADDRESS, host.to_owned()));
+        if let Some(port) = port {
+            attributes.push(KeyValue::new(SERVER_PORT, i64::from(port)));
+        }
+    }
+    if let Some(peer) = origin.peer {
+        let address = ip_string(peer.ip(), limit);
+        attributes.push(KeyValue::new(NETWORK_PEER_ADDRESS, Value::from(address)));
+        attributes.push(KeyValue::new(NETWORK_PEER_PORT, i64::from(peer.port())));
+    }
+    attributes
+}
+
+/// The server the request addressed: a trusted proxy's host, when it is `host[:port]`; else the
+/// request's own.
+#[inline]
+fn server<'a, B>(request: &'a Request<B>, origin: &Origin<'a>) -> Option<(&'a str, Option<u16>)> {
+    origin
+        .host
+        .and_then(split_authority)
+        .or_else(|| authority(request).and_then(split_authority))
 }
 
 /// Appends `client.address` and `client.port`, `network.peer.address` and `network.peer.port`.
@@ -294,6 +325,23 @@ pub(crate) fn peer_address<B>(request: &Request<B>) -> Option<SocketAddr> {
 #[cfg(not(feature = "axum"))]
 pub(crate) fn peer_address<B>(_request: &Request<B>) -> Option<SocketAddr> {
     None
+}
+
+/// The socket peer of a gRPC call: axum's `ConnectInfo` as for any request, else what tonic's
+/// own server gives (`TcpConnectInfo`, inside `TlsConnectInfo` over TLS), canonical as
+/// [`peer_address`] gives it.
+pub(crate) fn grpc_peer_address<B>(request: &Request<B>) -> Option<SocketAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let extensions = request.extensions();
+    let peer = peer_address(request)
+        .or_else(|| extensions.get::<TcpConnectInfo>()?.remote_addr())
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()?
+                .get_ref()
+                .remote_addr()
+        })?;
+    Some(SocketAddr::new(peer.ip().to_canonical(), peer.port()))
 }
 
 /// The authority the client addressed: the URI's (HTTP/2) or the `Host` header's (HTTP/1.1).

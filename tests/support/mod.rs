@@ -9,6 +9,7 @@ pub mod client;
 pub mod datadog_intake;
 pub mod example;
 pub mod fault_injector;
+pub mod greeter;
 pub mod moto;
 pub mod prometheus;
 pub mod receiver;
