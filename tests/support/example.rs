@@ -1,12 +1,12 @@
-//! The example service (`examples/service.rs`) run as a child process, configured only by its
-//! environment, as a user runs it.
+//! The example service (`examples/service.rs`), or another example, run as a child process,
+//! configured only by its environment and arguments, as a user runs it.
 
 use std::{
     io::{BufRead, BufReader, Read},
     net::SocketAddr,
     path::PathBuf,
     process::{Child, ChildStdout, Command, ExitStatus, Stdio},
-    sync::{Arc, Mutex, OnceLock, mpsc},
+    sync::{Arc, Mutex, mpsc},
     thread,
     time::{Duration, Instant},
 };
@@ -18,6 +18,20 @@ const FAST_EXPORT: [(&str, &str); 4] = [
     ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
     ("RUST_LOG", "info"),
 ];
+
+/// An example program and the arguments it runs with.
+#[derive(Debug, Clone, Copy)]
+pub struct Example<'a> {
+    /// Its name in `examples/`.
+    pub name: &'a str,
+    pub args: &'a [&'a str],
+}
+
+/// `examples/service.rs`, with no arguments.
+pub const SERVICE: Example<'static> = Example {
+    name: "service",
+    args: &[],
+};
 
 /// How long the service gets to listen once started (it is built beforehand).
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -60,14 +74,19 @@ impl ExampleService {
     /// # Panics
     /// As [`ExampleService::start`].
     pub fn start_unsetting(unset: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::start_reading(unset, env, true)
+        Self::start_reading(SERVICE, unset, env, true)
+    }
+
+    /// Like [`ExampleService::start`], running `example` instead of the service.
+    pub fn start_example(example: Example<'_>, env: &[(&str, &str)]) -> Self {
+        Self::start_reading(example, &[], env, true)
     }
 
     /// Like [`ExampleService::start`], but nobody reads its standard output until
     /// [`ExampleService::read_stdout`]: the pipe fills and stays full, as a pipe nobody reads
     /// does. Its address comes from the socket it listens on.
     pub fn start_with_unread_stdout(env: &[(&str, &str)]) -> Self {
-        Self::start_reading(&[], env, false)
+        Self::start_reading(SERVICE, &[], env, false)
     }
 
     /// Starts reading the standard output that [`ExampleService::start_with_unread_stdout`] left
@@ -77,8 +96,13 @@ impl ExampleService {
         capture(stdout, self.output.clone(), None);
     }
 
-    fn start_reading(unset: &[&str], env: &[(&str, &str)], read_stdout: bool) -> Self {
-        let mut child = spawn(unset, env);
+    fn start_reading(
+        example: Example<'_>,
+        unset: &[&str],
+        env: &[(&str, &str)],
+        read_stdout: bool,
+    ) -> Self {
+        let mut child = spawn(example, unset, env);
         let output = Arc::new(Mutex::new(String::new()));
         let (listening, address) = mpsc::channel();
         let stdout = child.stdout.take().unwrap();
@@ -177,7 +201,13 @@ pub fn run_to_exit(env: &[(&str, &str)]) -> Exit {
 
 /// Like [`run_to_exit`], without the harness's own value of each variable named in `unset`.
 pub fn run_to_exit_unsetting(unset: &[&str], env: &[(&str, &str)]) -> Exit {
-    let mut child = spawn(unset, env);
+    run_example_to_exit(SERVICE, unset, env)
+}
+
+/// Runs `example` with `env` (without the harness's own value of each variable named in
+/// `unset`) and returns how it exits by itself.
+pub fn run_example_to_exit(example: Example<'_>, unset: &[&str], env: &[(&str, &str)]) -> Exit {
+    let mut child = spawn(example, unset, env);
     let started = Instant::now();
     // Read while it runs, so that a full pipe cannot block it.
     let output = Arc::new(Mutex::new(String::new()));
@@ -200,8 +230,9 @@ fn closed_output(output: &Arc<Mutex<String>>) -> String {
     )
 }
 
-fn spawn(unset: &[&str], env: &[(&str, &str)]) -> Child {
-    Command::new(binary())
+fn spawn(example: Example<'_>, unset: &[&str], env: &[(&str, &str)]) -> Child {
+    Command::new(binary(example.name))
+        .args(example.args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("LISTEN_ADDR", "127.0.0.1:0")
@@ -239,26 +270,35 @@ fn capture(
     });
 }
 
-/// `$EXAMPLE_SERVICE_BIN` when it is set (a build made beforehand, as `scripts/fault-bench`
-/// makes one in release), else the example built with every feature, once per test process.
-fn binary() -> &'static PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        if let Some(path) = super::path_from_env("EXAMPLE_SERVICE_BIN") {
-            return path;
-        }
-        let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "--all-features", "--example", "service"])
-            .current_dir(&manifest_dir)
-            .status()
-            .expect("cannot run cargo to build the example");
-        assert!(status.success(), "the example service does not build");
-        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| manifest_dir.join("target"));
-        target_dir.join("debug/examples/service")
-    })
+/// The binary of example `name`: for the service, `$EXAMPLE_SERVICE_BIN` when it is set (a build
+/// made beforehand, as `scripts/fault-bench` makes one in release); else the example built with
+/// every feature, once per test process.
+fn binary(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    if name == "service"
+        && let Some(path) = super::path_from_env("EXAMPLE_SERVICE_BIN")
+    {
+        return path;
+    }
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((_, path)) = built.iter().find(|(built, _)| built == name) {
+        return path.clone();
+    }
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--all-features", "--example", name])
+        .current_dir(&manifest_dir)
+        .status()
+        .expect("cannot run cargo to build the example");
+    assert!(status.success(), "the example {name} does not build");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir.join("target"));
+    let path = target_dir.join("debug/examples").join(name);
+    built.push((name.to_owned(), path.clone()));
+    path
 }
 
 fn terminate(pid: u32) {
