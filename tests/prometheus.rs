@@ -322,7 +322,8 @@ async fn prometheus_scrapes_the_request_metrics_under_their_prometheus_names() {
 }
 
 /// Every panel query of `dashboards/otel-monitor.json`, by `"{panel title} / {refId}"`, with
-/// `$service` set to `checkout` and `$__rate_interval` to `window`.
+/// `$service` set to `checkout`, and `$__rate_interval` and `$__range` (the error budget panels'
+/// 30 days) to `window`.
 fn dashboard_queries(window: &str) -> BTreeMap<String, String> {
     let dashboard = dashboard();
     let mut queries = BTreeMap::new();
@@ -336,7 +337,8 @@ fn dashboard_queries(window: &str) -> BTreeMap<String, String> {
             );
             let query = expr
                 .replace("$service", CHECKOUT)
-                .replace("$__rate_interval", window);
+                .replace("$__rate_interval", window)
+                .replace("$__range", window);
             assert!(!query.contains('$'), "{key}: an unknown variable in {expr}");
             assert!(queries.insert(key, query).is_none(), "{expr}");
         }
@@ -596,6 +598,73 @@ async fn every_dashboard_panel_shows_the_known_traffic_mix_of_the_selected_servi
         ["receive", "transmit"]
     );
     assert!(network.values().all(|rate| *rate > 0.0), "{network:?}");
+
+    // Service level objectives: the error budget left by route, with the objectives the SLO rules
+    // record (the test's Prometheus loads them). `/error` answers only 5xx and `/stream` takes
+    // 3 s, over the 0.5 s threshold, every time: all their budget and a thousand (availability)
+    // or a hundred (latency) times more is spent; every other route spends none.
+    let left = |ratio_spent: f64, objective: f64| 1.0 - ratio_spent / (1.0 - objective);
+    for (panel, objective, spending) in [
+        (
+            "Availability error budget left (30 days) / A",
+            slo_objective("availability"),
+            "/error",
+        ),
+        (
+            "Latency error budget left (30 days) / A",
+            slo_objective("latency"),
+            "/stream",
+        ),
+    ] {
+        let budgets = by_label(&check(panel), "http_route");
+        assert_eq!(
+            budgets.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            CHECKOUT_ROUTES.iter().map(|(route, _)| *route).collect(),
+            "{panel}"
+        );
+        for (route, budget) in &budgets {
+            let expected = left(if route == spending { 1.0 } else { 0.0 }, objective);
+            assert_close(*budget, expected, &format!("{panel}: {route}"));
+        }
+    }
+    // The SLO rules read the names the scrape really has: their recorded 5-minute ratios (both
+    // rounds) are 1 for the spending route and 0 for every other, `healthy`'s included. The rules
+    // run once a second, apart from the scrapes: read them once they ran after the scrape at `to`
+    // (before it, `/stream`'s series had not grown within its short life: 0 / 0).
+    let to_seconds = traffic.to as f64 / 1000.0;
+    let evaluated_after_to = |result: &[Value]| {
+        !result.is_empty()
+            && result
+                .iter()
+                .all(|sample| sample_value(sample) > to_seconds)
+    };
+    for (ratio, spending) in [
+        ("slo:http_server_requests_errors:ratio_rate5m", "/error"),
+        ("slo:http_server_requests_slow:ratio_rate5m", "/stream"),
+    ] {
+        for service in [CHECKOUT, HEALTHY] {
+            let query = format!(r#"{ratio}{{service_name="{service}"}}"#);
+            traffic
+                .prometheus
+                .wait_for(&format!("timestamp({query})"), DEADLINE, evaluated_after_to)
+                .await;
+            let by_route = by_label(&traffic.prometheus.query(&query).await, "http_route");
+            let routes: BTreeSet<&str> = if service == CHECKOUT {
+                CHECKOUT_ROUTES.iter().map(|(route, _)| *route).collect()
+            } else {
+                BTreeSet::from(["/users/{id}"])
+            };
+            assert_eq!(
+                by_route.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+                routes,
+                "{query}"
+            );
+            for (route, value) in by_route {
+                let expected = if route == spending { 1.0 } else { 0.0 };
+                assert_eq!(value, expected, "{query}: {route}");
+            }
+        }
+    }
 
     assert!(
         queries.is_empty(),
@@ -893,25 +962,192 @@ async fn otlp_and_prometheus_together_serve_metrics_and_export_them() {
     assert!(service.stop().status.success());
 }
 
-#[test]
-fn the_alerting_rules_are_valid_and_pass_their_unit_tests() {
+/// Runs `promtool` with `args` in `alerts/`, and fails with what it printed unless it succeeds.
+fn promtool_in_alerts(args: [&str; 3]) {
     let promtool = checked_tool("promtool");
     let alerts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("alerts");
-    for args in [
-        ["check", "rules", "otel-monitor.rules.yml"],
-        ["test", "rules", "otel-monitor.rules.test.yml"],
+    let output = Command::new(promtool)
+        .args(args)
+        .current_dir(&alerts)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "promtool {}:\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_alerting_rules_are_valid_and_pass_their_unit_tests() {
+    promtool_in_alerts(["check", "rules", "otel-monitor.rules.yml"]);
+    promtool_in_alerts(["test", "rules", "otel-monitor.rules.test.yml"]);
+}
+
+/// Burn-rate alerts on steady synthetic burns (each alert fires above its rate, none just
+/// below it, 0.8x fires nothing) and on a burst that stopped (the short window resolves the
+/// page): alerts/otel-monitor.slo.rules.test.yml.
+#[test]
+fn the_slo_rules_are_valid_and_pass_their_unit_tests() {
+    promtool_in_alerts(["check", "rules", "otel-monitor.slo.rules.yml"]);
+    promtool_in_alerts(["test", "rules", "otel-monitor.slo.rules.test.yml"]);
+}
+
+/// The rules of `alerts/otel-monitor.slo.rules.yml`: (record or alert name, expression).
+fn slo_rules() -> Vec<(String, String)> {
+    let file: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("alerts/otel-monitor.slo.rules.yml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    file["groups"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|group| group["rules"].as_sequence().unwrap())
+        .map(|rule| {
+            let name = rule.get("record").or_else(|| rule.get("alert")).unwrap();
+            (
+                name.as_str().unwrap().to_owned(),
+                rule["expr"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The objective `slo:{slo}_objective:ratio` records: its `vector(...)`.
+fn slo_objective(slo: &str) -> f64 {
+    let record = format!("slo:{slo}_objective:ratio");
+    let (_, expr) = slo_rules()
+        .into_iter()
+        .find(|(name, _)| *name == record)
+        .unwrap_or_else(|| panic!("no {record}"));
+    expr.trim()
+        .strip_prefix("vector(")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("{record}: not vector(<number>): {expr}"))
+}
+
+#[test]
+fn each_slo_objective_is_one_parameter_read_by_every_alert_and_the_dashboard() {
+    // README, SLOs: change the objective in one place. Each is recorded once; each of the 4 alerts
+    // of its SLI compares both windows with it, and no expression writes a budget of its own.
+    for (slo, prefix, objective) in [
+        ("availability", "Availability", 0.999),
+        ("latency", "Latency", 0.99),
     ] {
-        let output = Command::new(promtool)
-            .args(args)
-            .current_dir(&alerts)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "promtool {}:\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+        assert_eq!(slo_objective(slo), objective, "{slo}");
+        let read = format!("scalar(slo:{slo}_objective:ratio)");
+        let alerts: Vec<(String, String)> = slo_rules()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .collect();
+        let names: Vec<&str> = alerts.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["1h", "6h", "1d", "3d"].map(|window| format!("{prefix}BurnRate{window}")),
+            "{slo}"
+        );
+        for (name, expr) in &alerts {
+            assert_eq!(expr.matches(&read).count(), 2, "{name}: {expr}");
+        }
+        let panel = format!("{prefix} error budget left (30 days) / A");
+        assert_eq!(
+            dashboard_queries("1m")[&panel].matches(&read).count(),
+            1,
+            "{panel}"
         );
     }
+    let written: Vec<String> = slo_rules()
+        .into_iter()
+        .filter(|(_, expr)| {
+            expr.contains("0.99") || expr.contains("0.001") || expr.contains("0.01")
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(
+        written,
+        [
+            "slo:availability_objective:ratio",
+            "slo:latency_objective:ratio"
+        ]
+    );
+    // The dashboard's latency budget counts under the rules' threshold.
+    let (_, threshold) = slo_rules_arguments();
+    assert_eq!(
+        dashboard_queries("1m")["Latency error budget left (30 days) / A"]
+            .matches(&format!(r#"le="{threshold}""#))
+            .count(),
+        1
+    );
+}
+
+/// The arguments of `scripts/slo-rules` the rules file was generated with (its first line): the
+/// objectives, then the latency threshold.
+fn slo_rules_arguments() -> (Vec<String>, String) {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("alerts/otel-monitor.slo.rules.yml"),
+    )
+    .unwrap();
+    let arguments: Vec<String> = text
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("# Generated by: scripts/slo-rules "))
+        .expect("a first line naming the script's arguments")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let [availability, latency, threshold] = arguments.as_slice() else {
+        panic!("three arguments: {arguments:?}")
+    };
+    (
+        vec![availability.clone(), latency.clone()],
+        threshold.clone(),
+    )
+}
+
+#[test]
+fn the_slo_rules_file_is_what_scripts_slo_rules_writes_for_its_arguments() {
+    // The latency threshold selects a bucket in each of the 7 windows' ratios: the file is
+    // generated, and must not drift from its generator.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (objectives, threshold) = slo_rules_arguments();
+    assert_eq!(objectives, ["0.999", "0.99"]);
+    assert_eq!(threshold, "0.5");
+    let output = Command::new(root.join("scripts/slo-rules"))
+        .args(&objectives)
+        .arg(&threshold)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let generated = String::from_utf8(output.stdout).unwrap();
+    let checked_in =
+        std::fs::read_to_string(root.join("alerts/otel-monitor.slo.rules.yml")).unwrap();
+    assert!(
+        generated == checked_in,
+        "alerts/otel-monitor.slo.rules.yml is not what scripts/slo-rules {} {threshold} writes: \
+         regenerate it",
+        objectives.join(" ")
+    );
+    // A threshold between the histogram's boundaries cannot be read from its buckets.
+    let refused = Command::new(root.join("scripts/slo-rules"))
+        .args(["0.999", "0.99", "0.3"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("must be a bucket boundary"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }

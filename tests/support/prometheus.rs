@@ -63,8 +63,13 @@ impl Prometheus {
         let _ = std::fs::remove_dir_all(&directory);
         std::fs::create_dir_all(&directory).unwrap();
         let config = directory.join("prometheus.yml");
-        let mut yaml = String::from(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n",
+        // The SLO rules (alerts/otel-monitor.slo.rules.yml) record their objectives, which the
+        // dashboard's error budget panels read.
+        let mut yaml = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - '{}'\nscrape_configs:\n",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("alerts/otel-monitor.slo.rules.yml")
+                .display()
         );
         for job in jobs {
             yaml.push_str(&format!(
