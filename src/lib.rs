@@ -7,6 +7,9 @@
 //! - [`Telemetry`] builds the pipeline from the standard `OTEL_*` environment variables and
 //!   flushes it on shutdown.
 //! - [`MonitorLayer`] instruments requests; it works on any `tower::Service<http::Request<B>>`.
+//! - [`MonitorClientLayer`] instruments the calls the service makes (any tower HTTP client, and
+//!   reqwest with the feature `reqwest`), and sends the trace context with them, so that the
+//!   services it calls continue the trace.
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -32,6 +35,7 @@
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 #![warn(rust_2018_idioms, missing_debug_implementations)]
 
+mod client;
 mod config;
 mod console;
 mod export;
@@ -45,6 +49,10 @@ mod rpc;
 mod subscriber;
 mod telemetry;
 
+pub use client::{
+    ClientResponseBody, ClientResponseFuture, MonitorClient, MonitorClientLayer,
+    MonitorClientLayerBuilder, ResendCount, UrlTemplate,
+};
 pub use config::{ConfigError, Exporter, OtlpProtocol, Propagator};
 pub use host_metrics::{HostMetricGroup, register_host_metrics};
 pub use layer::{

@@ -27,13 +27,13 @@ use std::{
 
 /// `error.type` of a request whose service future or response body panicked: the conventions
 /// define no value for it, so a component-specific one.
-pub(super) const PANIC: &str = "panic";
+pub(crate) const PANIC: &str = "panic";
 
 /// The conventions' fallback, "when the instrumentation doesn't define a custom value".
-const OTHER: &str = "_OTHER";
+pub(crate) const OTHER: &str = "_OTHER";
 
 /// `error.type` of an error returned by the inner service or the response body.
-pub(super) fn of<E: 'static>(error: &E) -> &'static str {
+pub(crate) fn of<E: 'static>(error: &E) -> &'static str {
     let error: &dyn Any = error;
     if let Some(boxed) = error.downcast_ref::<Box<dyn Error + Send + Sync>>() {
         return of_dyn(&**boxed);
@@ -83,7 +83,7 @@ fn type_path<E>() -> &'static str {
 }
 
 /// An [`io::ErrorKind`] in snake case, `timeout` (the conventions' own example) for `TimedOut`.
-fn io_kind(kind: io::ErrorKind) -> &'static str {
+pub(crate) fn io_kind(kind: io::ErrorKind) -> &'static str {
     use io::ErrorKind as Kind;
     match kind {
         Kind::NotFound => "not_found",

@@ -13,17 +13,17 @@
 //! `security.rs`, and their per-client rate limit in `refusal_limit.rs`.
 
 mod body;
-mod error_type;
+pub(crate) mod error_type;
 mod extractor;
 mod forwarded;
 mod future;
 mod in_flight;
-mod known_methods;
+pub(crate) mod known_methods;
 mod parent;
-mod redaction;
+pub(crate) mod redaction;
 mod refusal_limit;
-mod request;
-mod routes;
+pub(crate) mod request;
+pub(crate) mod routes;
 mod security;
 mod service;
 

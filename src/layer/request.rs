@@ -279,7 +279,7 @@ fn truncated_by_characters(value: &str, limit: usize) -> &str {
 
 /// [`truncated`] for a value that may already be owned, cut in place: one allocation at most,
 /// as many as copying it whole.
-pub(super) fn truncated_owned(value: Cow<'_, str>, limit: usize) -> String {
+pub(crate) fn truncated_owned(value: Cow<'_, str>, limit: usize) -> String {
     match value {
         Cow::Borrowed(value) => truncated(value, limit).to_owned(),
         Cow::Owned(mut value) => {
@@ -290,7 +290,7 @@ pub(super) fn truncated_owned(value: Cow<'_, str>, limit: usize) -> String {
     }
 }
 
-fn protocol_version(version: Version) -> &'static str {
+pub(crate) fn protocol_version(version: Version) -> &'static str {
     match version {
         Version::HTTP_09 => "0.9",
         Version::HTTP_10 => "1.0",
@@ -355,7 +355,7 @@ fn authority<B>(request: &Request<B>) -> Option<&str> {
 /// The host (an IPv6 address without its brackets) and the port of `authority`; `None` when it is
 /// not `host[:port]`. Split in place: parsing it into an [`Authority`](http::uri::Authority)
 /// copies it and scans it three times.
-fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
+pub(crate) fn split_authority(authority: &str) -> Option<(&str, Option<u16>)> {
     let authority = authority
         .rsplit_once('@')
         .map_or(authority, |(_, host)| host);
