@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use opentelemetry_sdk::metrics::Temporality;
+
 use crate::HostMetricGroup;
 
 /// `OTEL_SDK_DISABLED`: `true` turns every signal off.
@@ -26,6 +28,9 @@ pub(crate) const OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_
 pub(crate) const OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL";
 /// `OTEL_EXPORTER_OTLP_LOGS_PROTOCOL`: the OTLP transport of log records.
 pub(crate) const OTEL_EXPORTER_OTLP_LOGS_PROTOCOL: &str = "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL";
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`: `cumulative`, `delta` or `lowmemory`.
+pub(crate) const OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: &str =
+    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
 /// `OTEL_PROPAGATORS`: the context propagators (`tracecontext`, `baggage`, `none`).
 pub(crate) const OTEL_PROPAGATORS: &str = "OTEL_PROPAGATORS";
 /// `OTEL_MONITOR_HOST_METRICS`: `false` turns the host and process metrics off.
@@ -117,6 +122,23 @@ impl fmt::Display for OtlpProtocol {
             Self::HttpProtobuf => "http/protobuf",
             Self::Grpc => "grpc",
         })
+    }
+}
+
+/// The values of `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`.
+const TEMPORALITY_ACCEPTED: &str = "cumulative, delta, lowmemory";
+
+/// Reads a temporality preference, case-insensitive, as the OTLP exporter specification (v1.60.0,
+/// specification/metrics/sdk_exporters/otlp.md) names them. What each means per instrument kind
+/// is the SDK's: under `delta`, Counter, asynchronous Counter and Histogram are delta and both
+/// UpDownCounters stay cumulative; under `lowmemory`, only the synchronous Counter and Histogram
+/// are delta.
+fn parse_temporality(value: &str) -> Option<Temporality> {
+    match value.to_ascii_lowercase().as_str() {
+        "cumulative" => Some(Temporality::Cumulative),
+        "delta" => Some(Temporality::Delta),
+        "lowmemory" => Some(Temporality::LowMemory),
+        _ => None,
     }
 }
 
@@ -213,6 +235,9 @@ pub(crate) struct Settings {
     pub(crate) sdk_disabled: bool,
     pub(crate) traces: Signal,
     pub(crate) metrics: Signal,
+    /// The temporality preference of every push metric exporter (OTLP and console); Prometheus
+    /// is cumulative whatever it says.
+    pub(crate) metrics_temporality: Temporality,
     pub(crate) logs: Signal,
     pub(crate) propagators: Vec<Propagator>,
     /// The host and process metric groups to report; empty when they are off.
@@ -324,6 +349,16 @@ impl Settings {
             .unwrap_or_else(|| Propagator::DEFAULT.to_vec()),
         };
 
+        // The stock OTLP metric exporter reads this variable too, but only warns about a value it
+        // cannot use, and the console exporter does not read it: it is read once here, for both.
+        let metrics_temporality = parse(
+            &env,
+            OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE,
+            TEMPORALITY_ACCEPTED,
+            parse_temporality,
+        )?
+        .unwrap_or_default();
+
         Ok(Self {
             sdk_disabled,
             traces: Signal {
@@ -334,6 +369,7 @@ impl Settings {
                 exporters: exporters(&overrides.metrics_exporters, OTEL_METRICS_EXPORTER)?,
                 protocol: protocol(OTEL_EXPORTER_OTLP_METRICS_PROTOCOL)?,
             },
+            metrics_temporality,
             logs: Signal {
                 exporters: exporters(&overrides.logs_exporters, OTEL_LOGS_EXPORTER)?,
                 protocol: protocol(OTEL_EXPORTER_OTLP_LOGS_PROTOCOL)?,
@@ -529,6 +565,37 @@ mod tests {
         assert_eq!(
             off.warnings.0,
             [r#"OTEL_MONITOR_HOST_METRICS="off" is neither true nor false: host metrics stay on"#]
+        );
+    }
+
+    #[test]
+    fn the_temporality_preference_is_cumulative_unless_set_and_read_in_any_case() {
+        let default = resolve(&[], Overrides::default()).unwrap();
+        assert_eq!(default.metrics_temporality, Temporality::Cumulative);
+        for (value, expected) in [
+            ("delta", Temporality::Delta),
+            ("Delta", Temporality::Delta),
+            (" LOWMEMORY ", Temporality::LowMemory),
+            ("LowMemory", Temporality::LowMemory),
+            ("cumulative", Temporality::Cumulative),
+            ("", Temporality::Cumulative),
+        ] {
+            let settings = resolve(
+                &[(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, value)],
+                Overrides::default(),
+            )
+            .unwrap();
+            assert_eq!(settings.metrics_temporality, expected, "{value:?}");
+        }
+        let error = resolve(
+            &[(OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE, "deltas")],
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=\"deltas\" is not valid: \
+             expected one of cumulative, delta, lowmemory"
         );
     }
 

@@ -13,7 +13,10 @@ use opentelemetry_otlp::{
     WithTonicConfig,
 };
 use opentelemetry_sdk::{
-    Resource, logs::SdkLoggerProvider, metrics::SdkMeterProvider, trace::SdkTracerProvider,
+    Resource,
+    logs::SdkLoggerProvider,
+    metrics::{SdkMeterProvider, Temporality},
+    trace::SdkTracerProvider,
 };
 
 use crate::{
@@ -70,10 +73,13 @@ pub(crate) fn tracer_provider(
 }
 
 /// The meter provider, or `None` when metrics are off; with the Prometheus registry it
-/// fills when `prometheus` is one of the exporters.
+/// fills when `prometheus` is one of the exporters. The OTLP and console exporters report with
+/// `temporality` (`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`); Prometheus scrapes
+/// totals, so its reader stays cumulative whatever the preference.
 pub(crate) fn meter_provider(
     export: &Export<'_>,
     resource: &Resource,
+    temporality: Temporality,
 ) -> Result<Option<MeterProvider>, InitError> {
     if export.signal.exporters.is_empty() {
         return Ok(None);
@@ -83,10 +89,14 @@ pub(crate) fn meter_provider(
     let mut prometheus = None;
     for exporter in &export.signal.exporters {
         builder = match exporter {
-            Exporter::Otlp => builder.with_periodic_exporter(otlp_metric_exporter(export)?),
-            Exporter::Console => {
-                builder.with_periodic_exporter(opentelemetry_stdout::MetricExporter::default())
+            Exporter::Otlp => {
+                builder.with_periodic_exporter(otlp_metric_exporter(export, temporality)?)
             }
+            Exporter::Console => builder.with_periodic_exporter(
+                opentelemetry_stdout::MetricExporter::builder()
+                    .with_temporality(temporality)
+                    .build(),
+            ),
             #[cfg(feature = "prometheus")]
             Exporter::Prometheus => {
                 let (reader, scrape) = crate::prometheus::reader()?;
@@ -132,16 +142,22 @@ pub(crate) fn logger_provider(
 }
 
 /// The stock OTLP metric exporter to the destination, reporting the exports it cannot deliver.
-fn otlp_metric_exporter(export: &Export<'_>) -> Result<Reporting<MetricExporter>, InitError> {
+fn otlp_metric_exporter(
+    export: &Export<'_>,
+    temporality: Temporality,
+) -> Result<Reporting<MetricExporter>, InitError> {
     let destination = export.otlp();
     let report = Arc::new(FailureReport::new(destination));
+    // Set here rather than left to the exporter, which reads the same variable but would only
+    // warn about a value it cannot use.
+    let builder = MetricExporter::builder().with_temporality(temporality);
     let exporter = match destination.protocol {
-        OtlpProtocol::Grpc => MetricExporter::builder()
+        OtlpProtocol::Grpc => builder
             .with_tonic()
             .with_channel(channel(export)?)
             .with_retry_policy(stock_policy())
             .build(),
-        OtlpProtocol::HttpProtobuf => MetricExporter::builder()
+        OtlpProtocol::HttpProtobuf => builder
             .with_http()
             .with_endpoint(destination.endpoint.to_string())
             .with_http_client(http_client(destination, &report)?)

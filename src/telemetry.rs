@@ -422,7 +422,8 @@ impl TelemetryBuilder {
         );
 
         let resource = self.resource();
-        let meter_provider = providers::meter_provider(&metrics, &resource)?;
+        let meter_provider =
+            providers::meter_provider(&metrics, &resource, settings.metrics_temporality)?;
         let scope = InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
             .with_version(env!("CARGO_PKG_VERSION"))
             .build();
