@@ -83,6 +83,9 @@ struct Received {
     logs: Vec<ExportLogsServiceRequest>,
     /// The HTTP headers or gRPC metadata of each trace export.
     trace_headers: Vec<HeaderMap>,
+    /// The same of each metric export, and of each log export.
+    metric_headers: Vec<HeaderMap>,
+    log_headers: Vec<HeaderMap>,
     /// What every trace export is answered: a full success unless a test says otherwise.
     trace_response: ExportTraceServiceResponse,
     http_requests: usize,
@@ -187,10 +190,15 @@ impl OtlpReceiver {
 
         let http_listener = bind_loopback(options.ports.map_or(0, |(_, http)| http)).await;
         let http_addr = http_listener.local_addr().expect("HTTP listener address");
-        let app = Router::new()
+        let signals = Router::new()
             .route("/v1/traces", post(http_traces))
             .route("/v1/metrics", post(http_metrics))
-            .route("/v1/logs", post(http_logs))
+            .route("/v1/logs", post(http_logs));
+        // Also under `/otlp`, as a vendor's gateway whose base URL has a path (Grafana Cloud's
+        // `https://otlp-gateway-<zone>.grafana.net/otlp`).
+        let app = Router::new()
+            .nest("/otlp", signals.clone())
+            .merge(signals)
             .with_state(received.clone());
         if let Some(tls) = &options.tls {
             let config = server_config(tls, b"http/1.1");
@@ -286,6 +294,18 @@ impl OtlpReceiver {
     /// The HTTP headers, or the gRPC metadata, of every trace export so far.
     pub fn trace_export_headers(&self) -> Vec<HeaderMap> {
         lock(&self.received).trace_headers.clone()
+    }
+
+    /// The HTTP headers, or the gRPC metadata, of every export of `signal` (`traces`, `metrics`
+    /// or `logs`) so far.
+    pub fn export_headers(&self, signal: &str) -> Vec<HeaderMap> {
+        let received = lock(&self.received);
+        match signal {
+            "traces" => received.trace_headers.clone(),
+            "metrics" => received.metric_headers.clone(),
+            "logs" => received.log_headers.clone(),
+            other => panic!("no signal {other:?}"),
+        }
     }
 
     /// How many export requests arrived over each transport: `(http, grpc)`.
@@ -725,7 +745,11 @@ impl MetricsService for GrpcSink {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.record("metrics", |r| r.metrics.push(request.into_inner()))?;
+        self.record("metrics", |r| {
+            r.metric_headers
+                .push(request.metadata().clone().into_headers());
+            r.metrics.push(request.into_inner());
+        })?;
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
 }
@@ -736,7 +760,11 @@ impl LogsService for GrpcSink {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        self.record("logs", |r| r.logs.push(request.into_inner()))?;
+        self.record("logs", |r| {
+            r.log_headers
+                .push(request.metadata().clone().into_headers());
+            r.logs.push(request.into_inner());
+        })?;
         Ok(tonic::Response::new(ExportLogsServiceResponse::default()))
     }
 }
@@ -751,6 +779,7 @@ async fn http_traces(State(received): State<Shared>, headers: HeaderMap, body: B
 
 async fn http_metrics(State(received): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     http_export(&received, "metrics", &headers, &body, |r, req| {
+        r.metric_headers.push(headers.clone());
         r.metrics.push(req);
         ExportMetricsServiceResponse::default()
     })
@@ -758,6 +787,7 @@ async fn http_metrics(State(received): State<Shared>, headers: HeaderMap, body: 
 
 async fn http_logs(State(received): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     http_export(&received, "logs", &headers, &body, |r, req| {
+        r.log_headers.push(headers.clone());
         r.logs.push(req);
         ExportLogsServiceResponse::default()
     })
