@@ -123,7 +123,7 @@ impl InFlight {
     /// Starts the span of `request` as a child of the context its headers carry (on a public
     /// endpoint, in a new trace linked to it: see [`Parent`]), and counts the request as active.
     pub(crate) fn start<B>(shared: Arc<Shared>, request: &Request<B>) -> Self {
-        if rpc::is_grpc(request) {
+        if rpc::is_grpc(request.method(), request.headers()) {
             return Self::start_rpc(shared, request);
         }
         let origin = shared
@@ -179,7 +179,7 @@ impl InFlight {
     #[inline(never)]
     fn start_rpc<B>(shared: Arc<Shared>, request: &Request<B>) -> Self {
         let limit = shared.value_length_limit;
-        let call = RpcCall::of(Side::Server, request, limit);
+        let call = RpcCall::of(Side::Server, request.uri(), limit);
         let origin = shared
             .trusted_proxies
             .origin(grpc_peer_address(request), request.headers());

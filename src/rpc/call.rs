@@ -3,7 +3,7 @@
 
 use std::{borrow::Cow, sync::Arc};
 
-use http::{HeaderMap, Request, StatusCode};
+use http::{HeaderMap, StatusCode, Uri};
 use opentelemetry::{
     KeyValue, Value,
     trace::{SpanRef, Status},
@@ -67,9 +67,9 @@ pub(crate) struct Outcome {
 }
 
 impl RpcCall {
-    /// The call `request` starts, on `side`; `limit` is the attribute value length limit.
-    pub(crate) fn of<B>(side: Side, request: &Request<B>, limit: usize) -> Self {
-        let path = request.uri().path();
+    /// The call of a request to `uri`, on `side`; `limit` is the attribute value length limit.
+    pub(crate) fn of(side: Side, uri: &Uri, limit: usize) -> Self {
+        let path = uri.path();
         let path = path.strip_prefix('/').unwrap_or(path);
         let recognised = path.split_once('/').is_some_and(|(service, method)| {
             !service.is_empty() && !method.is_empty() && !method.contains('/')
@@ -210,7 +210,7 @@ mod tests {
     use super::*;
 
     fn call(side: Side, path: &str) -> RpcCall {
-        RpcCall::of(side, &Request::post(path).body(()).unwrap(), 2048)
+        RpcCall::of(side, &Uri::try_from(path).unwrap(), 2048)
     }
 
     #[test]

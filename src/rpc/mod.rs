@@ -32,12 +32,13 @@ mod status;
 pub(crate) use call::{RpcCall, Side};
 pub(crate) use metrics::RpcMetrics;
 
-use http::{HeaderMap, Method, Request, header::CONTENT_TYPE};
+use http::{HeaderMap, Method, header::CONTENT_TYPE};
 
-/// Whether `request` is a gRPC call: a `POST` of `application/grpc` or `application/grpc+...`.
+/// Whether a request with this method and these headers is a gRPC call: a `POST` of
+/// `application/grpc` or `application/grpc+...`.
 #[inline]
-pub(crate) fn is_grpc<B>(request: &Request<B>) -> bool {
-    request.method() == Method::POST && has_grpc_content_type(request.headers())
+pub(crate) fn is_grpc(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::POST && has_grpc_content_type(headers)
 }
 
 fn has_grpc_content_type(headers: &HeaderMap) -> bool {
@@ -55,26 +56,32 @@ fn has_grpc_content_type(headers: &HeaderMap) -> bool {
 mod tests {
     use super::*;
 
-    fn post(content_type: &str) -> Request<()> {
-        Request::post("/pkg.Svc/Do")
+    fn post(content_type: &str) -> http::Request<()> {
+        http::Request::post("/pkg.Svc/Do")
             .header(CONTENT_TYPE, content_type)
             .body(())
             .unwrap()
     }
 
+    fn is_grpc_request(request: &http::Request<()>) -> bool {
+        is_grpc(request.method(), request.headers())
+    }
+
     #[test]
     fn a_grpc_call_is_a_post_of_application_grpc() {
-        assert!(is_grpc(&post("application/grpc")));
-        assert!(is_grpc(&post("application/grpc+proto")));
-        assert!(is_grpc(&post("application/grpc;charset=utf-8")));
-        assert!(!is_grpc(&post("application/grpc-web")));
-        assert!(!is_grpc(&post("application/grpc-web+proto")));
-        assert!(!is_grpc(&post("application/json")));
-        assert!(!is_grpc(&Request::post("/").body(()).unwrap()));
-        let get = Request::get("/pkg.Svc/Do")
+        assert!(is_grpc_request(&post("application/grpc")));
+        assert!(is_grpc_request(&post("application/grpc+proto")));
+        assert!(is_grpc_request(&post("application/grpc;charset=utf-8")));
+        assert!(!is_grpc_request(&post("application/grpc-web")));
+        assert!(!is_grpc_request(&post("application/grpc-web+proto")));
+        assert!(!is_grpc_request(&post("application/json")));
+        assert!(!is_grpc_request(
+            &http::Request::post("/").body(()).unwrap()
+        ));
+        let get = http::Request::get("/pkg.Svc/Do")
             .header(CONTENT_TYPE, "application/grpc")
             .body(())
             .unwrap();
-        assert!(!is_grpc(&get));
+        assert!(!is_grpc_request(&get));
     }
 }
