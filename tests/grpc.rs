@@ -14,13 +14,15 @@ use opentelemetry_proto::tonic::{
     metrics::v1::{Metric, metric::Data},
     trace::v1::{span::SpanKind, status::StatusCode as SpanStatus},
 };
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::{metrics::SdkMeterProvider, trace::SdkTracerProvider};
-use otel_monitor::MonitorLayer;
+use otel_monitor::{MonitorClient, MonitorClientLayer, MonitorLayer};
 use support::{
     OtlpReceiver, ReceivedSpan,
     greeter::{GreeterClient, GreeterServer},
     span_named,
 };
+use tower::Layer as _;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -31,6 +33,7 @@ struct Monitored {
     tracer_provider: SdkTracerProvider,
     meter_provider: SdkMeterProvider,
     layer: MonitorLayer,
+    client_layer: MonitorClientLayer,
     address: SocketAddr,
 }
 
@@ -57,6 +60,12 @@ impl Monitored {
         let layer = MonitorLayer::builder()
             .tracer(tracer_provider.tracer("otel-monitor"))
             .meter(meter_provider.meter("otel-monitor"))
+            .propagator(TraceContextPropagator::new())
+            .build();
+        let client_layer = MonitorClientLayer::builder()
+            .tracer(tracer_provider.tracer("otel-monitor"))
+            .meter(meter_provider.meter("otel-monitor"))
+            .propagator(TraceContextPropagator::new())
             .build();
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -71,8 +80,20 @@ impl Monitored {
             tracer_provider,
             meter_provider,
             layer,
+            client_layer,
             address,
         }
+    }
+
+    /// A client whose channel is wrapped in `MonitorClientLayer`, its requests naming the
+    /// server (`with_origin`).
+    async fn monitored_client(&self) -> GreeterClient<MonitorClient<tonic::transport::Channel>> {
+        let origin: http::Uri = format!("http://{}", self.address).parse().unwrap();
+        let channel = tonic::transport::Channel::builder(origin.clone())
+            .connect()
+            .await
+            .unwrap();
+        GreeterClient::with_origin(self.client_layer.layer(channel), origin)
     }
 
     async fn client(&self) -> GreeterClient<tonic::transport::Channel> {
@@ -92,20 +113,25 @@ impl Monitored {
             .await
     }
 
-    /// Collects and exports the metrics now: the names exported, and the points of
-    /// `rpc.server.call.duration` as (attributes, count).
+    /// Collects and exports the metrics now: `rpc.server.call.duration`, and the names
+    /// exported.
     async fn call_durations(&self) -> (Metric, BTreeSet<String>) {
+        self.call_duration("rpc.server.call.duration").await
+    }
+
+    /// Collects and exports the metrics now: the metric `name`, and the names exported.
+    async fn call_duration(&self, name: &str) -> (Metric, BTreeSet<String>) {
         let provider = self.meter_provider.clone();
         let exports_before = self.receiver.metrics().len();
         tokio::task::spawn_blocking(move || provider.force_flush().unwrap())
             .await
             .unwrap();
-        let metric = support::wait_for("an export of rpc.server.call.duration", DEADLINE, || {
+        let metric = support::wait_for(&format!("an export of {name}"), DEADLINE, || {
             let metrics = self.receiver.metrics();
             metrics[exports_before.min(metrics.len())..]
                 .iter()
                 .rev()
-                .find(|received| received.metric.name == "rpc.server.call.duration")
+                .find(|received| received.metric.name == name)
                 .map(|received| received.metric.clone())
         })
         .await;
@@ -463,4 +489,128 @@ async fn a_body_that_fails_or_ends_before_the_status_is_a_failed_call() {
     assert_eq!(ended.attr_str("error.type"), Some("missing_grpc_status"));
     assert_eq!(ended.attr("rpc.response.status_code"), None);
     assert_eq!(status_of(ended), SpanStatus::Error);
+}
+
+/// The span of `kind` among `spans` whose `rpc.response.status_code` is `code`.
+fn span_of<'a>(spans: &'a [ReceivedSpan], kind: SpanKind, code: Option<&str>) -> &'a ReceivedSpan {
+    spans
+        .iter()
+        .find(|span| span.span.kind() == kind && span.attr_str("rpc.response.status_code") == code)
+        .unwrap_or_else(|| panic!("no {kind:?} span with status {code:?} among {spans:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_the_client_layer_is_the_client_span_parent_of_the_server_span() {
+    let app = Monitored::start().await;
+    let mut client = app.monitored_client().await;
+    assert_eq!(client.say_hello("world").await.unwrap(), "hello world");
+
+    let spans = app.spans(2).await;
+    let client_span = span_of(&spans, SpanKind::Client, Some("OK"));
+    let server_span = span_of(&spans, SpanKind::Server, Some("OK"));
+    assert_eq!(client_span.span.name, "greeter.Greeter/SayHello");
+    assert_eq!(client_span.attr_str("rpc.system.name"), Some("grpc"));
+    assert_eq!(
+        client_span.attr_str("rpc.method"),
+        Some("greeter.Greeter/SayHello")
+    );
+    assert_eq!(client_span.attr_str("server.address"), Some("127.0.0.1"));
+    assert_eq!(
+        client_span.attr_int("server.port"),
+        Some(i64::from(app.address.port()))
+    );
+    assert_eq!(client_span.attr("error.type"), None);
+    assert_eq!(status_of(client_span), SpanStatus::Unset);
+    for key in [
+        "http.request.method",
+        "url.full",
+        "http.response.status_code",
+    ] {
+        assert_eq!(client_span.attr(key), None, "{key}");
+    }
+    // One trace: the server's span is the client's child.
+    assert_eq!(server_span.trace_id_hex(), client_span.trace_id_hex());
+    assert_eq!(server_span.parent_span_id_hex(), client_span.span_id_hex());
+
+    let (duration, names) = app.call_duration("rpc.client.call.duration").await;
+    assert_eq!(duration.unit, "s");
+    assert_eq!(
+        points(&duration),
+        BTreeSet::from([(
+            strings(&[
+                r#"rpc.system.name="grpc""#,
+                r#"rpc.method="greeter.Greeter/SayHello""#,
+                r#"rpc.response.status_code="OK""#,
+                r#"server.address="127.0.0.1""#,
+                &format!("server.port={}", app.address.port()),
+            ]),
+            1
+        )])
+    );
+    assert!(!names.contains("http.client.request.duration"), "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_code_but_ok_fails_the_client_span_from_the_head_or_the_trailers() {
+    let app = Monitored::start().await;
+    let mut client = app.monitored_client().await;
+    let status = client.say_hello("").await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    let mut stream = client.stream_hellos("fail").await.unwrap();
+    assert!(stream.message().await.unwrap().is_some());
+    assert_eq!(
+        stream.message().await.unwrap_err().code(),
+        tonic::Code::DataLoss
+    );
+
+    let spans = app.spans(4).await;
+    // A trailers-only INVALID_ARGUMENT: the client's failure, not the server's.
+    let client_invalid = span_of(&spans, SpanKind::Client, Some("INVALID_ARGUMENT"));
+    assert_eq!(
+        client_invalid.attr_str("error.type"),
+        Some("INVALID_ARGUMENT")
+    );
+    assert_eq!(status_of(client_invalid), SpanStatus::Error);
+    let server_invalid = span_of(&spans, SpanKind::Server, Some("INVALID_ARGUMENT"));
+    assert_eq!(status_of(server_invalid), SpanStatus::Unset);
+    assert_eq!(
+        server_invalid.parent_span_id_hex(),
+        client_invalid.span_id_hex()
+    );
+    // DATA_LOSS in the trailers after a message.
+    let client_lost = span_of(&spans, SpanKind::Client, Some("DATA_LOSS"));
+    assert_eq!(client_lost.span.name, "greeter.Greeter/StreamHellos");
+    assert_eq!(client_lost.attr_str("error.type"), Some("DATA_LOSS"));
+    assert_eq!(status_of(client_lost), SpanStatus::Error);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_the_caller_abandons_is_cancelled_on_the_client_and_a_refused_connection_has_its_error_type()
+ {
+    let app = Monitored::start().await;
+    let mut client = app.monitored_client().await;
+    let mut stream = client.stream_hellos("hang").await.unwrap();
+    assert!(stream.message().await.unwrap().is_some());
+    drop(stream);
+
+    // A server that is not there: the call fails before any status.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin: http::Uri = format!("http://{}", closed.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    drop(closed);
+    let channel = tonic::transport::Channel::builder(origin.clone()).connect_lazy();
+    let mut nowhere = GreeterClient::with_origin(app.client_layer.layer(channel), origin);
+    assert_eq!(
+        nowhere.say_hello("anyone").await.unwrap_err().code(),
+        tonic::Code::Unavailable
+    );
+
+    let spans = app.spans(3).await;
+    let cancelled = span_of(&spans, SpanKind::Client, Some("CANCELLED"));
+    assert_eq!(cancelled.attr_str("error.type"), Some("CANCELLED"));
+    assert_eq!(status_of(cancelled), SpanStatus::Error);
+    let refused = span_of(&spans, SpanKind::Client, None);
+    assert_eq!(refused.attr_str("error.type"), Some("connection_refused"));
+    assert_eq!(status_of(refused), SpanStatus::Error);
 }

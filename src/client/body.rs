@@ -11,7 +11,8 @@ use pin_project_lite::pin_project;
 use super::{call::OutgoingCall, error_type};
 
 pin_project! {
-    /// The response body the caller reads: the client's body, ending the call's span and
+    /// The response body the caller reads: the client's body, reading a gRPC call's status from
+    /// its trailers, ending the call's span and
     /// recording its duration after its last frame, on its error, or when it is dropped first
     /// (a cancellation: no `error.type`).
     pub struct ClientResponseBody<B> {
@@ -41,10 +42,16 @@ where
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        if let Some(call) = this.call.as_mut()
-            && let Some(Err(error)) = &frame
-        {
-            call.on_error(error_type::of(error));
+        if let Some(call) = this.call.as_mut() {
+            match &frame {
+                Some(Err(error)) => call.on_error(error_type::of(error)),
+                Some(Ok(frame)) => {
+                    if let Some(trailers) = frame.trailers_ref() {
+                        call.on_trailers(trailers);
+                    }
+                }
+                None => {}
+            }
         }
         let ended = !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream();
         if ended && let Some(call) = this.call.take() {

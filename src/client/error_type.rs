@@ -36,6 +36,10 @@ fn as_dyn_error<E: 'static>(error: &E) -> Option<&(dyn Error + 'static)> {
     if let Some(error) = error.downcast_ref::<reqwest::Error>() {
         return Some(error);
     }
+    // A tonic `Channel`'s: a connection refused is an `io::Error` down its source chain.
+    if let Some(error) = error.downcast_ref::<tonic::transport::Error>() {
+        return Some(error);
+    }
     #[cfg(feature = "reqwest")]
     if let Some(error) = error.downcast_ref::<reqwest_middleware::Error>() {
         return Some(match error {

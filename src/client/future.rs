@@ -54,7 +54,7 @@ where
         Poll::Ready(match result {
             Ok(response) => {
                 if let Some(call) = call.as_mut() {
-                    call.on_response(response.status(), response.version());
+                    call.on_response(response.status(), response.version(), response.headers());
                 }
                 // A response without content may never have its body polled: end it now.
                 if (response.body().is_end_stream()

@@ -40,6 +40,7 @@ use opentelemetry::{
 use opentelemetry_semantic_conventions::SCHEMA_URL;
 use tower_layer::Layer;
 
+use crate::rpc::{RpcMetrics, Side};
 use crate::{
     config,
     layer::{known_methods::KnownMethods, redaction::SensitiveQueryParameters},
@@ -129,6 +130,8 @@ pub(crate) struct Shared {
     /// Set once the tracer has shown it is a no-op: spans are no longer started.
     pub(crate) tracer_is_noop: AtomicBool,
     pub(crate) metrics: HttpClientMetrics,
+    /// `rpc.client.call.duration`, for the gRPC calls.
+    pub(crate) rpc_metrics: RpcMetrics,
     pub(crate) propagator: Option<Box<dyn TextMapPropagator + Send + Sync>>,
     pub(crate) sensitive_query_parameters: SensitiveQueryParameters,
     /// The most characters of an attribute value taken from the request.
@@ -336,6 +339,7 @@ impl MonitorClientLayerBuilder {
                 tracer,
                 tracer_is_noop: AtomicBool::new(false),
                 metrics: HttpClientMetrics::new(&meter),
+                rpc_metrics: RpcMetrics::new(&meter, Side::Client),
                 propagator: self.propagator,
                 sensitive_query_parameters: self.sensitive_query_parameters.unwrap_or_default(),
                 value_length_limit,

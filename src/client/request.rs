@@ -19,6 +19,7 @@ use crate::layer::{
     request::{split_authority, truncated, truncated_owned},
     routes::ROUTES,
 };
+use crate::rpc::RpcCall;
 
 /// The low-cardinality facts of a call, shared by its span and its duration metric.
 #[derive(Debug)]
@@ -114,6 +115,26 @@ impl CallFacts {
                 HTTP_REQUEST_RESEND_COUNT,
                 i64::from(self.resend_count),
             ));
+        }
+        attributes
+    }
+}
+
+impl CallFacts {
+    /// The attributes a gRPC call's CLIENT span starts with (v1.44.0, docs/rpc/grpc.md): the
+    /// call's own (see [`RpcCall`]), and `server.address` and `server.port`, which the
+    /// conventions require, from the URI's authority as for an HTTP call. A tonic client gives
+    /// the requests an authority when it has an origin (`Grpc::with_origin`, or a generated
+    /// client's `with_origin`); built on a bare `Channel`, its requests carry only the path,
+    /// and the channel adds its endpoint below this layer.
+    pub(crate) fn rpc_span_attributes(&self, call: &RpcCall) -> Vec<KeyValue> {
+        let mut attributes = Vec::with_capacity(6);
+        call.push_start_attributes(&mut attributes);
+        if let Some(address) = &self.server_address {
+            attributes.push(KeyValue::new(SERVER_ADDRESS, Value::from(address.clone())));
+            if let Some(port) = self.server_port {
+                attributes.push(KeyValue::new(SERVER_PORT, i64::from(port)));
+            }
         }
         attributes
     }

@@ -71,7 +71,7 @@ impl Middleware for MonitorClientLayer {
                 return Err(error);
             }
         };
-        call.on_response(response.status(), response.version());
+        call.on_response(response.status(), response.version(), response.headers());
         if call.expects_no_content() {
             call.complete();
             return Ok(response);

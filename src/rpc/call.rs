@@ -32,7 +32,6 @@ pub(crate) enum Side {
     /// The span is SERVER; `rpc.server.call.duration`.
     Server,
     /// The span is CLIENT; `rpc.client.call.duration`.
-    #[allow(dead_code, reason = "the client layer of issue 13 records this side")]
     Client,
 }
 
@@ -107,6 +106,14 @@ impl RpcCall {
     /// `grpc-status` and not 200 has the status a client maps its HTTP status to.
     pub(crate) fn on_response_head(&mut self, status: StatusCode, headers: &HeaderMap) {
         self.status = Code::in_headers(headers).or_else(|| Code::of_http_status(status));
+    }
+
+    /// Notes that the caller gave up on the call before its status came: a client generates
+    /// `CANCELLED` for it.
+    pub(crate) fn on_cancelled(&mut self) {
+        if self.status.is_none() {
+            self.status = Some(Code::CANCELLED);
+        }
     }
 
     /// Notes the trailers at the end of the response body, where the status of a call that

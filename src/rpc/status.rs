@@ -17,6 +17,8 @@ pub(crate) struct Code(u8);
 impl Code {
     /// `OK`.
     pub(crate) const OK: Self = Self(0);
+    /// `CANCELLED`: what a client generates for a call its caller gave up on.
+    pub(crate) const CANCELLED: Self = Self(1);
     /// `UNKNOWN`: what an unreadable status is.
     const UNKNOWN: Self = Self(2);
     /// `UNIMPLEMENTED`: what a server answers to a method it does not know.

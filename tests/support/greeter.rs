@@ -156,6 +156,15 @@ where
         }
     }
 
+    /// A client over `transport` whose requests name the server `origin` (`http://host:port`),
+    /// as a generated client's `with_origin` makes them: a layer above a `Channel` sees the
+    /// server in their URI.
+    pub fn with_origin(transport: T, origin: http::Uri) -> Self {
+        Self {
+            grpc: tonic::client::Grpc::with_origin(transport, origin),
+        }
+    }
+
     /// Calls `method` (`SayHello`, or any other name, which the server does not have) with
     /// `name`.
     pub async fn say_hello_as(&mut self, method: &str, name: &str) -> Result<String, Status> {
