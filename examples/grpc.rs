@@ -1,6 +1,8 @@
 //! A gRPC service and a client calling it, both observed by `otel-monitor`: the server under
-//! `MonitorLayer`, which records gRPC calls under the RPC semantic conventions (v1.44), and
-//! configured, as `examples/service.rs` is, by nothing but the standard `OTEL_*` variables.
+//! `MonitorLayer`, the client's channel wrapped in `MonitorClientLayer`, both recording gRPC
+//! calls under the RPC semantic conventions (v1.44), so that each call is one trace of a CLIENT
+//! span and the SERVER span it caused; configured, as `examples/service.rs` is, by nothing but
+//! the standard `OTEL_*` variables.
 //!
 //! ```text
 //! cargo run --example grpc                  # serves, calls itself 5 times, flushes and exits
@@ -37,7 +39,7 @@ use std::{
 };
 
 use http::uri::PathAndQuery;
-use otel_monitor::{MonitorLayer, Telemetry};
+use otel_monitor::{MonitorClientLayer, MonitorLayer, Telemetry};
 use tonic::{
     Request, Response, Status,
     body::Body,
@@ -131,8 +133,15 @@ async fn serve(
 
 /// Calls the server at `url` five times: three `OK`, an `INVALID_ARGUMENT`, an `INTERNAL`.
 async fn call(url: &str) -> Result<(), Box<dyn Error>> {
-    let channel = Channel::from_shared(url.to_owned())?.connect().await?;
-    let mut client = tonic::client::Grpc::new(channel);
+    let origin: http::Uri = url.parse()?;
+    let channel = Channel::builder(origin.clone()).connect().await?;
+    // The calls become CLIENT spans and `rpc.client.call.duration`, and carry `traceparent`.
+    let channel = tower::ServiceBuilder::new()
+        .layer(MonitorClientLayer::new())
+        .service(channel);
+    // With its origin, each request names the server, which the CLIENT span records as
+    // `server.address` and `server.port` (a generated client has `with_origin` too).
+    let mut client = tonic::client::Grpc::with_origin(channel, origin);
     for name in ["world", "gRPC", "tonic", "", "boom"] {
         client.ready().await?;
         let reply: Result<Response<HelloReply>, Status> = client

@@ -32,8 +32,6 @@ pub use forwarded::ForwardedHeaders;
 pub use future::ResponseFuture;
 pub use service::MonitorService;
 
-pub(crate) use request::truncated;
-
 use std::{
     fmt,
     sync::{Arc, atomic::AtomicBool},

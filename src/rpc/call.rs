@@ -75,7 +75,7 @@ impl RpcCall {
         });
         Self {
             side,
-            path: Arc::from(crate::layer::truncated(path, limit)),
+            path: Arc::from(crate::layer::request::truncated(path, limit)),
             recognised: recognised && path.len() <= limit,
             status: None,
         }
