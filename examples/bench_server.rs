@@ -17,9 +17,9 @@
 //!   `MonitorLayer`.
 //! - `peer_axum_tracing_otel`: the same [`Telemetry`], whose `tracing` subscriber turns
 //!   `axum-tracing-opentelemetry`'s request span into an OpenTelemetry span; that span is at
-//!   `TRACE` level on the target `otel::tracing`, so `RUST_LOG` must enable it
-//!   (`RUST_LOG=info,otel::tracing=trace`): the server refuses to start otherwise. It records no
-//!   HTTP metrics.
+//!   `TRACE` level on the target `otel::tracing`, so the export filter must enable it
+//!   (`OTEL_MONITOR_EXPORT_FILTER=info,otel::tracing=trace`): the server refuses to start when
+//!   no filter does. It records no HTTP metrics.
 //! - `peer_instrumentation_tower_stock`, `peer_axum_tracing_otel_stock`: the same peers on the
 //!   pipeline their users build by hand instead of [`Telemetry`]: `opentelemetry-otlp`'s stock
 //!   span and metric exporters (over `OTEL_EXPORTER_OTLP_PROTOCOL`), a batch span processor and a
@@ -171,7 +171,7 @@ async fn run() -> Result<(), Box<dyn Error>> {
         && !tracing::enabled!(target: "otel::tracing", tracing::Level::TRACE)
     {
         return Err("peer_axum_tracing_otel: its request span is filtered out; \
-                    set RUST_LOG=info,otel::tracing=trace"
+                    set OTEL_MONITOR_EXPORT_FILTER=info,otel::tracing=trace"
             .into());
     }
 

@@ -40,6 +40,9 @@ pub(crate) const OTEL_MONITOR_HOST_METRICS_GROUPS: &str = "OTEL_MONITOR_HOST_MET
 /// `OTEL_MONITOR_PUBLIC_ENDPOINT`: `true` makes a `MonitorLayer` link the incoming trace context
 /// instead of continuing it, and drop the incoming baggage.
 pub(crate) const OTEL_MONITOR_PUBLIC_ENDPOINT: &str = "OTEL_MONITOR_PUBLIC_ENDPOINT";
+/// `OTEL_MONITOR_EXPORT_FILTER`: which `tracing` spans and events become OpenTelemetry spans and
+/// log records, in `RUST_LOG`'s syntax (`info` by default); `RUST_LOG` filters the console only.
+pub(crate) const OTEL_MONITOR_EXPORT_FILTER: &str = "OTEL_MONITOR_EXPORT_FILTER";
 /// `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT`: the most characters of a span attribute's value.
 pub(crate) const OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT: &str =
     "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT";

@@ -46,6 +46,7 @@ mod layer;
 mod prometheus;
 mod providers;
 mod rpc;
+mod scope;
 mod subscriber;
 mod telemetry;
 

@@ -9,6 +9,10 @@
 //! - each span as an OpenTelemetry span (tracing-opentelemetry), so `#[instrument]`ed functions
 //!   of a handler nest under the request span.
 //!
+//! The two bridges are filtered by `OTEL_MONITOR_EXPORT_FILTER` (default `info`), not by
+//! `RUST_LOG` ([`Filters`]); they are the [`bridges`] an application that builds its own
+//! subscriber adds with [`Telemetry::tracing_layer`](crate::Telemetry::tracing_layer).
+//!
 //! The exporters' own machinery (HTTP and gRPC clients, the SDK) logs through `tracing` too: its
 //! events and spans go to the console only, never back into the pipeline that exports them.
 //! The SDK's and the OTLP exporter's own diagnostics (an `ExportError` line per failed batch)
@@ -35,18 +39,23 @@ use opentelemetry_sdk::{logs::SdkLoggerProvider, trace::SdkTracerProvider};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::{
     EnvFilter, Layer,
-    filter::filter_fn,
+    filter::{FilterExt, filter_fn},
     fmt::{
         FmtContext, FormatEvent, FormatFields,
         format::Writer,
         time::{FormatTime, SystemTime},
     },
-    layer::SubscriberExt,
+    layer::{self, Filter, SubscriberExt},
     registry::LookupSpan,
     util::SubscriberInitExt,
 };
 
-use crate::{config::Warnings, console::Console, export::failures};
+use crate::{
+    config::{OTEL_MONITOR_EXPORT_FILTER, Warnings},
+    console::Console,
+    export::failures,
+    scope,
+};
 
 /// Targets (crates and modules) of the export machinery: turning their events and spans into
 /// telemetry would make the pipeline feed on itself. The OTLP clients run partly on the
@@ -92,6 +101,10 @@ fn is_sdk_diagnostic(metadata: &tracing::Metadata<'_>) -> bool {
 }
 
 /// Whether the bridges still pass events and spans to the providers; closed at shutdown.
+///
+/// As a per-layer [`Filter`] it asks about every event and span (the default
+/// [`Filter::callsite_enabled`], `sometimes`): a callsite's interest is cached when it is first
+/// hit, and one hit while the pipeline ran must still be stopped once it shut down.
 #[derive(Debug, Clone)]
 pub(crate) struct Gate(Arc<AtomicBool>);
 
@@ -111,72 +124,125 @@ impl Gate {
     }
 }
 
-/// The `RUST_LOG` filter, `info` when unset; an invalid one is `info` too, with a warning.
-fn env_filter(rust_log: &str, warnings: &mut Warnings) -> (EnvFilter, bool) {
-    let names_sdk = rust_log.contains("opentelemetry");
-    if rust_log.trim().is_empty() {
-        return (EnvFilter::new("info"), names_sdk);
+impl<S> Filter<S> for Gate {
+    fn enabled(&self, _: &tracing::Metadata<'_>, _: &layer::Context<'_, S>) -> bool {
+        self.is_open()
     }
-    match EnvFilter::try_new(rust_log) {
-        Ok(filter) => (filter, names_sdk),
-        Err(error) => {
-            warnings.push(format!(
-                "RUST_LOG={rust_log:?} is not a valid filter ({error}): using info"
-            ));
-            (EnvFilter::new("info"), false)
+}
+
+/// What `RUST_LOG` and [`OTEL_MONITOR_EXPORT_FILTER`] say, checked: each is a valid
+/// [`EnvFilter`] directive list (`info` where the variable is unset, empty or invalid).
+///
+/// Two filters, not one: `RUST_LOG` is usually set to quiet a console (`warn`), and the spans
+/// and events the telemetry is for must not go with the lines. Each is a per-layer filter, so
+/// the console layer sees only what `RUST_LOG` enables and the bridges only what the export
+/// filter enables; the subscriber's level hint is the higher of the two (tracing-subscriber
+/// takes the maximum over per-layer filters), so `RUST_LOG=warn` does not turn `info!` off at
+/// the callsite. What one filter enables and the other does not is built once, and skipped by
+/// the layer it is not for.
+#[derive(Debug, Clone)]
+pub(crate) struct Filters {
+    /// `RUST_LOG`: what the console prints.
+    console: String,
+    /// Whether `RUST_LOG` names an OpenTelemetry crate: then the SDK's diagnostics are printed.
+    sdk_on_console: bool,
+    /// `OTEL_MONITOR_EXPORT_FILTER`: what becomes spans and log records.
+    pub(crate) export: String,
+}
+
+impl Filters {
+    /// Both filters from the environment; what is invalid is left for `info`, with a warning.
+    pub(crate) fn resolve(env: impl Fn(&str) -> Option<String>, warnings: &mut Warnings) -> Self {
+        let rust_log = env("RUST_LOG").unwrap_or_default();
+        let console = directives("RUST_LOG", &rust_log, warnings);
+        Self {
+            sdk_on_console: console != DEFAULT_FILTER && rust_log.contains("opentelemetry"),
+            console,
+            export: directives(
+                OTEL_MONITOR_EXPORT_FILTER,
+                &env(OTEL_MONITOR_EXPORT_FILTER).unwrap_or_default(),
+                warnings,
+            ),
         }
     }
 }
 
-/// What [`Telemetry`](crate::Telemetry) keeps of the subscriber it installed, to stop it at
-/// shutdown.
-#[derive(Debug)]
-pub(crate) struct Installed {
-    /// Closed first: no event or span reaches a provider that is shutting down.
-    pub(crate) gate: Gate,
-    /// Drained last: the lines queued before shutdown are written.
-    pub(crate) console: Console,
+/// What every filter is when its variable is unset, empty or invalid.
+const DEFAULT_FILTER: &str = "info";
+
+/// `value` when it is a valid [`EnvFilter`], else [`DEFAULT_FILTER`] (with a warning naming
+/// `variable` when it was not empty).
+fn directives(variable: &str, value: &str, warnings: &mut Warnings) -> String {
+    if value.trim().is_empty() {
+        return DEFAULT_FILTER.to_owned();
+    }
+    match EnvFilter::try_new(value) {
+        Ok(_) => value.to_owned(),
+        Err(error) => {
+            warnings.push(format!(
+                "{variable}={value:?} is not a valid filter ({error}): using {DEFAULT_FILTER}"
+            ));
+            DEFAULT_FILTER.to_owned()
+        }
+    }
 }
 
-/// Installs the subscriber globally; fails if one is installed already. What it ignored in
-/// `RUST_LOG` goes to `warnings`.
+/// The bridges from `tracing` to the providers: spans become OpenTelemetry spans
+/// (tracing-opentelemetry), events become log records (opentelemetry-appender-tracing). They see
+/// what `export_filter` enables, never the export machinery's own events and spans, and nothing
+/// once `gate` closed. The one path both [`install`] and
+/// [`Telemetry::tracing_layer`](crate::Telemetry::tracing_layer) take.
+pub(crate) fn bridges<S>(
+    tracer_provider: Option<&SdkTracerProvider>,
+    logger_provider: Option<&SdkLoggerProvider>,
+    export_filter: &str,
+    gate: &Gate,
+) -> impl Layer<S>
+where
+    S: Subscriber + for<'span> LookupSpan<'span>,
+{
+    let spans = tracer_provider.map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer_with_scope(scope::bridged_spans()))
+    });
+    let logs = logger_provider.map(OpenTelemetryTracingBridge::new);
+    let not_machinery = filter_fn(|metadata| !is_export_machinery(metadata.target()));
+    // Resolved by `Filters`: valid already.
+    let export_filter =
+        EnvFilter::try_new(export_filter).unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    Layer::and_then(spans, logs).with_filter(export_filter.and(not_machinery).and(gate.clone()))
+}
+
+/// Installs the subscriber globally: the console, filtered by `RUST_LOG`, and the
+/// [`bridges`]. Fails if one is installed already.
 pub(crate) fn install(
     tracer_provider: Option<&SdkTracerProvider>,
     logger_provider: Option<&SdkLoggerProvider>,
-    warnings: &mut Warnings,
-) -> Result<Installed, tracing_subscriber::util::TryInitError> {
-    let installed = Installed {
-        gate: Gate::default(),
-        console: Console::stdout(),
-    };
-    let (gate, console) = (&installed.gate, &installed.console);
-    let rust_log = std::env::var("RUST_LOG").unwrap_or_default();
-    let (filter, sdk_on_console) = env_filter(&rust_log, warnings);
-    let console = tracing_subscriber::fmt::layer()
+    filters: &Filters,
+    gate: &Gate,
+) -> Result<Console, tracing_subscriber::util::TryInitError> {
+    let console = Console::stdout();
+    let sdk_on_console = filters.sdk_on_console;
+    let console_filter = EnvFilter::try_new(&filters.console)
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
+        .and(filter_fn(move |metadata| {
+            sdk_on_console || !is_sdk_diagnostic(metadata)
+        }));
+    let console_layer = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stdout().is_terminal())
         .with_writer(console.clone())
         .event_format(ConsoleFormat)
-        .with_filter(filter_fn(move |metadata| {
-            sdk_on_console || !is_sdk_diagnostic(metadata)
-        }));
-    let into_pipeline = || {
-        let gate = gate.clone();
-        filter_fn(move |metadata| gate.is_open() && !is_export_machinery(metadata.target()))
-    };
-    let spans = tracer_provider.map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("tracing"))
-            .with_filter(into_pipeline())
-    });
-    let logs = logger_provider
-        .map(|provider| OpenTelemetryTracingBridge::new(provider).with_filter(into_pipeline()));
+        .with_filter(console_filter);
     tracing_subscriber::registry()
-        .with(filter)
-        .with(console)
-        .with(spans)
-        .with(logs)
+        .with(console_layer)
+        .with(bridges(
+            tracer_provider,
+            logger_provider,
+            &filters.export,
+            gate,
+        ))
         .try_init()?;
-    Ok(installed)
+    Ok(console)
 }
 
 /// `2026-11-24T10:00:00.123456Z  WARN checkout: user not found id=7 trace_id=4bf9...`: the
@@ -230,18 +296,50 @@ fn level_color(level: Level) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use super::{Warnings, env_filter, is_export_machinery};
+    use super::{Filters, Warnings, is_export_machinery};
+
+    fn resolve(vars: &[(&str, &str)]) -> (Filters, Vec<String>) {
+        let mut warnings = Warnings::default();
+        let env = |name: &str| {
+            vars.iter()
+                .find(|(variable, _)| *variable == name)
+                .map(|(_, value)| (*value).to_owned())
+        };
+        let filters = Filters::resolve(env, &mut warnings);
+        (filters, warnings.0)
+    }
 
     #[test]
-    fn an_invalid_rust_log_is_info_with_a_warning() {
-        let mut warnings = Warnings::default();
-        let (filter, _) = env_filter("info,[unclosed", &mut warnings);
-        assert_eq!(filter.to_string(), "info");
-        assert_eq!(warnings.0.len(), 1, "{:?}", warnings.0);
-        assert!(
-            warnings.0[0].starts_with(r#"RUST_LOG="info,[unclosed" is not a valid filter"#),
-            "{:?}",
-            warnings.0
+    fn an_invalid_filter_is_info_with_a_warning() {
+        for variable in ["RUST_LOG", "OTEL_MONITOR_EXPORT_FILTER"] {
+            let (filters, warnings) = resolve(&[(variable, "info,[unclosed")]);
+            assert_eq!(
+                (filters.console.as_str(), filters.export.as_str()),
+                ("info", "info")
+            );
+            assert!(!filters.sdk_on_console);
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert!(
+                warnings[0].starts_with(&format!(
+                    r#"{variable}="info,[unclosed" is not a valid filter"#
+                )),
+                "{warnings:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rust_log_filters_the_console_only_and_the_export_filter_is_info_by_default() {
+        let (filters, warnings) = resolve(&[("RUST_LOG", "warn,opentelemetry_sdk=debug")]);
+        assert_eq!(filters.console, "warn,opentelemetry_sdk=debug");
+        assert!(filters.sdk_on_console);
+        assert_eq!(filters.export, "info");
+        assert!(warnings.is_empty(), "{warnings:?}");
+
+        let (filters, _) = resolve(&[("OTEL_MONITOR_EXPORT_FILTER", "debug,h2=off")]);
+        assert_eq!(
+            (filters.console.as_str(), filters.export.as_str()),
+            ("info", "debug,h2=off")
         );
     }
 

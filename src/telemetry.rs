@@ -30,6 +30,7 @@ use opentelemetry_semantic_conventions::resource::{
 use crate::{
     HostMetricGroup,
     config::{ConfigError, Exporter, OtlpProtocol, Overrides, Propagator, Settings, Signal},
+    console::Console,
     export::{
         destination::{Destination, SignalKind},
         grpc_runtime::GrpcRuntime,
@@ -68,9 +69,14 @@ pub struct Telemetry {
     prometheus: Option<crate::PrometheusScrape>,
     meter_provider: Option<SdkMeterProvider>,
     logger_provider: Option<SdkLoggerProvider>,
-    /// Closes the `tracing` bridges and drains the console at shutdown, when the subscriber is
-    /// the crate's.
-    subscriber: Option<subscriber::Installed>,
+    /// Closed first at shutdown: no `tracing` event or span reaches a provider that is shutting
+    /// down, whether the bridges are in the crate's subscriber or the application's.
+    gate: subscriber::Gate,
+    /// What the bridges export: `OTEL_MONITOR_EXPORT_FILTER`, checked.
+    export_filter: String,
+    /// Drained last at shutdown, when the subscriber is the crate's: the lines queued before
+    /// shutdown are written.
+    console: Option<Console>,
     shutdown_timeout: Duration,
     shut_down: bool,
     /// Carries the gRPC connections; declared last, so it stops after the providers.
@@ -98,6 +104,55 @@ impl Telemetry {
         self.logger_provider.as_ref()
     }
 
+    /// The crate's `tracing` layers, for a subscriber the application builds itself (with
+    /// [`TelemetryBuilder::tracing_subscriber`]`(false)`): `tracing` events become OpenTelemetry
+    /// log records tied to the current trace (opentelemetry-appender-tracing), and spans
+    /// (`#[instrument]`) become OpenTelemetry spans (tracing-opentelemetry), children of the
+    /// request's span. The crate's own subscriber is built with the same layers.
+    ///
+    /// They take what `OTEL_MONITOR_EXPORT_FILTER` enables (`RUST_LOG`'s syntax, `info` when
+    /// unset; an invalid value is `info`, with a warning at `init()`), as a filter of their own:
+    /// the filters of the application's other layers (its console's `RUST_LOG`) do not decide
+    /// what is exported, as long as they too are per-layer filters
+    /// ([`Layer::with_filter`](tracing_subscriber::Layer::with_filter)); a filter added to the
+    /// registry as a layer of its own filters every layer. They never take the events and spans
+    /// of the export machinery itself (the SDK, the OTLP clients, hyper, h2, tonic, rustls), and
+    /// take nothing once the pipeline shuts down. A signal that is not exported has no bridge.
+    /// Add them once: the crate's own subscriber has them already.
+    ///
+    /// ```no_run
+    /// use otel_monitor::Telemetry;
+    /// use tracing_subscriber::{EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let telemetry = Telemetry::builder()
+    ///     .service_name("checkout")
+    ///     .tracing_subscriber(false)
+    ///     .init()?;
+    /// tracing_subscriber::registry()
+    ///     // The application's console, filtered by RUST_LOG.
+    ///     .with(tracing_subscriber::fmt::layer().with_filter(EnvFilter::from_default_env()))
+    ///     .with(telemetry.tracing_layer())
+    ///     .init();
+    ///
+    /// tracing::info!("exported as a log record, whatever RUST_LOG says");
+    /// // ... serve ...
+    /// telemetry.shutdown()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn tracing_layer<S>(&self) -> impl tracing_subscriber::Layer<S>
+    where
+        S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    {
+        subscriber::bridges(
+            self.tracer_provider.as_ref(),
+            self.logger_provider.as_ref(),
+            &self.export_filter,
+            &self.gate,
+        )
+    }
+
     /// The metrics for Prometheus to scrape, when `prometheus` is one of the metrics exporters.
     #[cfg(feature = "prometheus")]
     pub fn prometheus(&self) -> Option<&crate::PrometheusScrape> {
@@ -120,13 +175,11 @@ impl Telemetry {
     /// Closes the `tracing` bridges, shuts the providers down, and writes the console lines
     /// still queued, all under one deadline.
     fn shut_down_providers(&self) -> Result<(), ShutdownError> {
-        if let Some(subscriber) = &self.subscriber {
-            subscriber.gate.close();
-        }
+        self.gate.close();
         let deadline = Instant::now() + self.shutdown_timeout;
         let flushed = self.flush_providers(deadline);
-        if let Some(subscriber) = &self.subscriber {
-            subscriber.console.drain(deadline);
+        if let Some(console) = &self.console {
+            console.drain(deadline);
         }
         flushed
     }
@@ -325,9 +378,9 @@ impl TelemetryBuilder {
     }
 
     /// Whether to install the `tracing` subscriber: console lines filtered by `RUST_LOG`, events
-    /// as OpenTelemetry log records and spans as OpenTelemetry spans. On by default; turn it off
-    /// to compose your own from [`Telemetry::tracer_provider`] and
-    /// [`Telemetry::logger_provider`].
+    /// as OpenTelemetry log records and spans as OpenTelemetry spans, filtered by
+    /// `OTEL_MONITOR_EXPORT_FILTER`. On by default; turn it off to build your own subscriber and
+    /// add the crate's layers to it with [`Telemetry::tracing_layer`].
     pub fn tracing_subscriber(mut self, install: bool) -> Self {
         self.tracing_subscriber = install;
         self
@@ -378,6 +431,8 @@ impl TelemetryBuilder {
             std::env::var_os(variable).map(|value| value.to_string_lossy().into_owned())
         };
         let mut settings = Settings::resolve(&self.overrides, env)?;
+        let filters = subscriber::Filters::resolve(env, &mut settings.warnings);
+        let gate = subscriber::Gate::default();
         let resolve = |signal: &Signal, kind: SignalKind, warnings: &mut _| {
             signal
                 .exports_to(Exporter::Otlp)
@@ -442,8 +497,8 @@ impl TelemetryBuilder {
             global::set_meter_provider(metrics.provider.clone());
             found
         });
-        let rest = self.build_rest(&traces, &logs, &resource, &meter, &mut settings.warnings);
-        let (tracer_provider, logger_provider, subscriber) = match rest {
+        let rest = self.build_rest(&traces, &logs, &resource, &meter, &filters, &gate);
+        let (tracer_provider, logger_provider, console) = match rest {
             Ok(rest) => rest,
             Err(error) => {
                 if let Some(found) = found {
@@ -477,7 +532,9 @@ impl TelemetryBuilder {
                 .and_then(|metrics| metrics.prometheus.clone()),
             meter_provider: meter_provider.map(|metrics| metrics.provider),
             logger_provider,
-            subscriber,
+            gate,
+            export_filter: filters.export,
+            console,
             shutdown_timeout: self.shutdown_timeout,
             shut_down: false,
             _grpc_runtime: grpc_runtime,
@@ -493,12 +550,13 @@ impl TelemetryBuilder {
         logs: &Export<'_>,
         resource: &Resource,
         meter: &Meter,
-        warnings: &mut crate::config::Warnings,
+        filters: &subscriber::Filters,
+        gate: &subscriber::Gate,
     ) -> Result<
         (
             Option<SdkTracerProvider>,
             Option<SdkLoggerProvider>,
-            Option<subscriber::Installed>,
+            Option<Console>,
         ),
         InitError,
     > {
@@ -507,7 +565,12 @@ impl TelemetryBuilder {
         let subscriber = self
             .tracing_subscriber
             .then(|| {
-                subscriber::install(tracer_provider.as_ref(), logger_provider.as_ref(), warnings)
+                subscriber::install(
+                    tracer_provider.as_ref(),
+                    logger_provider.as_ref(),
+                    filters,
+                    gate,
+                )
             })
             .transpose()
             .map_err(|source| InitError::Subscriber(source.to_string()))?;

@@ -237,8 +237,13 @@ fn dropping_telemetry_delivers_the_last_span_log_record_and_metric() {
 #[ignore = "run as a child process by events_after_shutdown_reach_the_console_only_and_the_sdk_does_not_complain"]
 fn child_makes_events_and_spans_after_shutdown() {
     let telemetry = Telemetry::builder().service_name("after").init().unwrap();
+    // One callsite, hit before and after: its interest, cached at the first hit, must not let
+    // the second through.
+    let one_callsite = |when: &str| tracing::info!(when, "one callsite");
+    one_callsite("before");
     tracing::info!("before shutdown");
     telemetry.shutdown().unwrap();
+    one_callsite("after");
     for _ in 0..3 {
         tracing::info_span!("a span after shutdown")
             .in_scope(|| tracing::info!("an event after shutdown"));
@@ -289,6 +294,13 @@ fn events_after_shutdown_reach_the_console_only_and_the_sdk_does_not_complain() 
         !bodies.contains(&Some("an event after shutdown".to_owned())),
         "{bodies:?}"
     );
+    let logs = receiver.logs();
+    let one_callsite: Vec<Option<&str>> = logs
+        .iter()
+        .filter(|log| log.body_str() == Some("one callsite"))
+        .map(|log| log.attr_str("when"))
+        .collect();
+    assert_eq!(one_callsite, [Some("before")]);
     assert!(
         receiver
             .spans()

@@ -217,6 +217,7 @@ async fn the_pipeline_does_not_log_about_itself_into_itself() {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.grpc_endpoint()),
         ("RUST_LOG", "debug"),
+        ("OTEL_MONITOR_EXPORT_FILTER", "debug"),
     ]);
     get(&service.url("/users/1"), &[]).await;
     receiver
@@ -258,13 +259,18 @@ async fn the_pipeline_does_not_log_about_itself_into_itself() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rust_log_filters_the_console_and_the_log_records_alike() {
-    // The access log is INFO under `otel_monitor::access`, below this filter's `warn`; the
-    // service's own INFO and WARN events pass it.
+async fn rust_log_filters_the_console_and_the_export_filter_the_log_records() {
+    // The access log is INFO under `otel_monitor::access`: below `RUST_LOG`'s `warn`, so not on
+    // the console, and turned off by the export filter, so not a log record. The service's own
+    // INFO and WARN events pass both.
     let receiver = OtlpReceiver::start().await;
     let service = ExampleService::start(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint()),
         ("RUST_LOG", "warn,service=info"),
+        (
+            "OTEL_MONITOR_EXPORT_FILTER",
+            "info,otel_monitor::access=off",
+        ),
     ]);
     let (status, _, _) = get(&service.url("/users/abc"), &[]).await;
     assert_eq!(status, http::StatusCode::BAD_REQUEST);
@@ -282,24 +288,24 @@ async fn rust_log_filters_the_console_and_the_log_records_alike() {
     for above in ["the user id is not a number", "Application started"] {
         assert!(
             exit.output.contains(above),
-            "{above:?} passes the filter, on the console:\n{}",
+            "{above:?} passes RUST_LOG, on the console:\n{}",
             exit.output
         );
         assert!(
             bodies.contains(&above),
-            "{above:?} passes the filter, as a log record: {bodies:?}"
+            "{above:?} passes the export filter, as a log record: {bodies:?}"
         );
     }
     assert!(
         !exit.output.contains("otel_monitor::access"),
-        "the access log is below the filter, not on the console:\n{}",
+        "the access log is below RUST_LOG, not on the console:\n{}",
         exit.output
     );
     assert!(
         !records
             .iter()
             .any(|log| log.scope_name == "otel_monitor::access"),
-        "the access log is below the filter, not a log record: {records:?}"
+        "the access log is off in the export filter, not a log record: {records:?}"
     );
 }
 
@@ -313,14 +319,15 @@ fn set_env(vars: &[(&str, &str)]) {
 }
 
 #[test]
-fn debug_events_become_severity_5_when_rust_log_allows_them_and_trace_events_do_not_pass() {
+fn debug_events_become_severity_5_when_the_export_filter_allows_them_and_trace_events_do_not_pass()
+{
     // The receiver serves on a runtime of its own; `Telemetry` lives on this thread, as in a
     // service's `main`.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let receiver = runtime.block_on(OtlpReceiver::start());
     set_env(&[
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint()),
-        ("RUST_LOG", "warn,logs=debug"),
+        ("OTEL_MONITOR_EXPORT_FILTER", "warn,logs=debug"),
     ]);
     let telemetry = otel_monitor::Telemetry::builder()
         .service_name("severity")
