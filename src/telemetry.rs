@@ -37,7 +37,7 @@ use crate::{
         tls::TlsOverrides,
     },
     providers::{self, Export},
-    register_host_metrics, subscriber,
+    register_host_metrics, scope, subscriber,
 };
 
 /// How long [`Telemetry::shutdown`] waits for the exporters to flush, in all.
@@ -479,12 +479,9 @@ impl TelemetryBuilder {
         let resource = self.resource();
         let meter_provider =
             providers::meter_provider(&metrics, &resource, settings.metrics_temporality)?;
-        let scope = InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
-            .with_version(env!("CARGO_PKG_VERSION"))
-            .build();
         let meter = match &meter_provider {
-            Some(metrics) => metrics.provider.meter_with_scope(scope),
-            None => global::meter_with_scope(scope),
+            Some(metrics) => metrics.provider.meter_with_scope(scope::instrumentation()),
+            None => global::meter_with_scope(scope::instrumentation()),
         };
         if meter_provider.is_some() && !settings.host_metric_groups.is_empty() {
             register_host_metrics(&meter, &settings.host_metric_groups);

@@ -1,18 +1,24 @@
-//! Applications with a `tracing` setup of their own: a subscriber the application builds
-//! itself, with `Telemetry::tracing_layer`, exports log records and `#[instrument]` spans
+//! Applications with a `tracing` setup of their own: a subscriber the application
+//! builds itself, with `Telemetry::tracing_layer`, exports log records and `#[instrument]` spans
 //! through the collector; `RUST_LOG` quiets the console without taking anything out of the
-//! telemetry.
+//! telemetry; the crate reports the layer's spans and metrics under one instrumentation scope.
 
 mod support;
 
 use std::time::Duration;
 
+use axum::{Router, body::Body, routing::get};
+use http::Request;
+use http_body_util::BodyExt as _;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use otel_monitor::{MonitorLayer, Telemetry};
 use support::{
-    ExampleService, OtlpReceiver, ReceivedLog, ReceivedSpan, Rotel,
+    ExampleService, OtlpReceiver, ReceivedLog, ReceivedScope, ReceivedSpan, Rotel,
     client::get as http_get,
     example::{Example, SERVICE},
 };
+use tower::ServiceExt as _;
+use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
 
 const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -22,8 +28,96 @@ const OWN_SUBSCRIBER: Example<'static> = Example {
     args: &[],
 };
 
+/// Sets environment variables for `Telemetry::init` in this test's own process.
+fn set_env(vars: &[(&str, &str)]) {
+    for (name, value) in vars {
+        // SAFETY: the test runs alone in its process (cargo-nextest); the only other threads
+        // are the receiver's, which read no environment.
+        unsafe { std::env::set_var(name, value) };
+    }
+}
+
+/// The pipeline of this process, exporting to `receiver`, with the crate's layers in a
+/// subscriber built here, as an application builds its own.
+fn telemetry_into(receiver: &OtlpReceiver, env: &[(&str, &str)]) -> Telemetry {
+    set_env(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.http_endpoint()),
+        ("OTEL_SERVICE_NAME", "own-subscriber"),
+    ]);
+    set_env(env);
+    let telemetry = Telemetry::builder()
+        .tracing_subscriber(false)
+        .init()
+        .unwrap();
+    tracing_subscriber::registry()
+        .with(telemetry.tracing_layer())
+        .init();
+    telemetry
+}
+
+/// Sends `GET path` through `app` and reads the whole response.
+async fn send(app: &Router, path: &str) {
+    let response = app
+        .clone()
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    response.into_body().collect().await.unwrap();
+}
+
 fn is_server(span: &ReceivedSpan) -> bool {
     span.span.kind() == SpanKind::Server
+}
+
+#[test]
+fn the_layers_spans_and_metrics_and_the_host_metrics_share_one_scope() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let receiver = runtime.block_on(OtlpReceiver::start());
+    let telemetry = telemetry_into(
+        &receiver,
+        &[
+            ("OTEL_MONITOR_HOST_METRICS_GROUPS", "process"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "100"),
+        ],
+    );
+    let app = Router::new()
+        .route("/", get(|| async { "hello" }))
+        .layer(MonitorLayer::new());
+    runtime.block_on(send(&app, "/"));
+    support::wait_for_blocking("the host metrics", DEADLINE, || {
+        receiver.latest_metric("process.thread.count")
+    });
+    telemetry.shutdown().unwrap();
+
+    let spans = receiver.spans();
+    let metrics = receiver.metrics();
+    let server = spans.iter().find(|span| is_server(span)).unwrap();
+    let scope_of_metric = |name: &str| {
+        metrics
+            .iter()
+            .find(|metric| metric.metric.name == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .scope_name
+            .clone()
+    };
+    assert_eq!(server.scope_name, "otel-monitor");
+    assert_eq!(
+        scope_of_metric("http.server.request.duration"),
+        "otel-monitor"
+    );
+    assert_eq!(scope_of_metric("process.thread.count"), "otel-monitor");
+    let ours: Vec<ReceivedScope> = receiver
+        .scopes()
+        .into_iter()
+        .filter(|scope| scope.name == "otel-monitor")
+        .collect();
+    let expected = |signal| ReceivedScope {
+        signal,
+        name: "otel-monitor".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        schema_url: otel_monitor::opentelemetry_semantic_conventions::SCHEMA_URL.to_owned(),
+    };
+    assert_eq!(ours, [expected("traces"), expected("metrics")]);
 }
 
 /// Waits for the `#[instrument]` span `name`, a child of the request's SERVER span, and for the

@@ -31,19 +31,18 @@ use std::{
 };
 
 use opentelemetry::{
-    InstrumentationScope,
     global::{self, BoxedTracer},
     metrics::Meter,
     propagation::TextMapPropagator,
     trace::Tracer,
 };
-use opentelemetry_semantic_conventions::SCHEMA_URL;
 use tower_layer::Layer;
 
 use crate::rpc::{RpcMetrics, Side};
 use crate::{
     config,
     layer::{known_methods::KnownMethods, redaction::SensitiveQueryParameters},
+    scope,
 };
 use metrics::HttpClientMetrics;
 
@@ -311,18 +310,12 @@ impl MonitorClientLayerBuilder {
     /// attribute value length limit and the known methods from the environment where none was
     /// given; what it cannot use is logged as a warning.
     pub fn build(self) -> MonitorClientLayer {
-        let scope = || {
-            InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .with_schema_url(SCHEMA_URL)
-                .build()
-        };
         let tracer = self
             .tracer
-            .unwrap_or_else(|| global::tracer_with_scope(scope()));
+            .unwrap_or_else(|| global::tracer_with_scope(scope::instrumentation()));
         let meter = self
             .meter
-            .unwrap_or_else(|| global::meter_with_scope(scope()));
+            .unwrap_or_else(|| global::meter_with_scope(scope::instrumentation()));
         let env = |variable: &str| std::env::var(variable).ok();
         let mut warnings = config::Warnings::default();
         let value_length_limit = self.value_length_limit.unwrap_or_else(|| {

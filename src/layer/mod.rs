@@ -39,19 +39,19 @@ use std::{
 
 use http::HeaderName;
 use opentelemetry::{
-    InstrumentationScope, Key,
+    Key,
     global::{self, BoxedTracer},
     metrics::Meter,
     propagation::TextMapPropagator,
     trace::Tracer,
 };
-use opentelemetry_semantic_conventions::SCHEMA_URL;
 use tower_layer::Layer;
 
 use crate::{
     config,
     http_metrics::HttpServerMetrics,
     rpc::{RpcMetrics, Side},
+    scope,
 };
 use forwarded::TrustedProxies;
 use known_methods::KnownMethods;
@@ -587,18 +587,12 @@ impl MonitorLayerBuilder {
     /// their headers and the known methods from the environment where none was given; what it
     /// cannot use is logged as a warning.
     pub fn build(self) -> MonitorLayer {
-        let scope = || {
-            InstrumentationScope::builder(env!("CARGO_PKG_NAME"))
-                .with_version(env!("CARGO_PKG_VERSION"))
-                .with_schema_url(SCHEMA_URL)
-                .build()
-        };
         let tracer = self
             .tracer
-            .unwrap_or_else(|| global::tracer_with_scope(scope()));
+            .unwrap_or_else(|| global::tracer_with_scope(scope::instrumentation()));
         let meter = self
             .meter
-            .unwrap_or_else(|| global::meter_with_scope(scope()));
+            .unwrap_or_else(|| global::meter_with_scope(scope::instrumentation()));
         let env = |variable: &str| std::env::var(variable).ok();
         let mut warnings = config::Warnings::default();
         let value_length_limit = self.value_length_limit.unwrap_or_else(|| {

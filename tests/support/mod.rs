@@ -25,8 +25,8 @@ pub use datadog_intake::{DatadogIntake, DatadogSpan};
 pub use example::ExampleService;
 #[allow(unused_imports)]
 pub use receiver::{
-    OtlpReceiver, ReceivedLog, ReceivedMetric, ReceivedSpan, ReceiverOptions, Throttle, attr,
-    attr_int, attr_str, span_named,
+    OtlpReceiver, ReceivedLog, ReceivedMetric, ReceivedScope, ReceivedSpan, ReceiverOptions,
+    Throttle, attr, attr_int, attr_str, span_named,
 };
 #[allow(unused_imports)]
 pub use rotel::Rotel;

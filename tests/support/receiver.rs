@@ -344,6 +344,37 @@ impl OtlpReceiver {
         spans
     }
 
+    /// Each instrumentation scope spans and metrics arrived under, once, in arrival order.
+    pub fn scopes(&self) -> Vec<ReceivedScope> {
+        let received = lock(&self.received);
+        let spans = received
+            .traces
+            .iter()
+            .flat_map(|r| &r.resource_spans)
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| ("traces", &s.scope, &s.schema_url));
+        let metrics = received
+            .metrics
+            .iter()
+            .flat_map(|r| &r.resource_metrics)
+            .flat_map(|r| &r.scope_metrics)
+            .map(|s| ("metrics", &s.scope, &s.schema_url));
+        let mut scopes = Vec::new();
+        for (signal, scope, schema_url) in spans.chain(metrics) {
+            let (name, version) = scope_name_version(scope);
+            let scope = ReceivedScope {
+                signal,
+                name,
+                version,
+                schema_url: schema_url.clone(),
+            };
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        scopes
+    }
+
     /// Every metric received so far, in arrival order: a metric exported N times appears N times.
     pub fn metrics(&self) -> Vec<ReceivedMetric> {
         let received = lock(&self.received);
@@ -477,6 +508,16 @@ impl ReceivedSpan {
                 .saturating_sub(self.span.start_time_unix_nano),
         )
     }
+}
+
+/// An instrumentation scope as OTLP carries it, and the signal it carried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedScope {
+    /// `traces` or `metrics`.
+    pub signal: &'static str,
+    pub name: String,
+    pub version: String,
+    pub schema_url: String,
 }
 
 /// A metric with the resource and instrumentation scope it was exported under.
