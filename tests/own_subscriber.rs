@@ -1,4 +1,5 @@
-//! Applications with a `tracing` setup of their own: a subscriber the application
+//! Applications with a `tracing` setup of their own: layers below `MonitorLayer` (tower-http's
+//! `TraceLayer`, custom middleware) join the request's trace; a subscriber the application
 //! builds itself, with `Telemetry::tracing_layer`, exports log records and `#[instrument]` spans
 //! through the collector; `RUST_LOG` quiets the console without taking anything out of the
 //! telemetry; the crate reports the layer's spans and metrics under one instrumentation scope.
@@ -17,7 +18,8 @@ use support::{
     client::get as http_get,
     example::{Example, SERVICE},
 };
-use tower::ServiceExt as _;
+use tower::{ServiceBuilder, ServiceExt as _, util::MapRequestLayer};
+use tower_http::trace::TraceLayer;
 use tracing_subscriber::{layer::SubscriberExt as _, util::SubscriberInitExt as _};
 
 const DEADLINE: Duration = Duration::from_secs(15);
@@ -67,6 +69,96 @@ async fn send(app: &Router, path: &str) {
 
 fn is_server(span: &ReceivedSpan) -> bool {
     span.span.kind() == SpanKind::Server
+}
+
+/// tower-http's `TraceLayer` makes its span in `call()`, and the custom middleware logs there,
+/// before the inner service runs: requests through `app` give one trace each, the SERVER span
+/// with `TraceLayer`'s span as its child, and the middleware's event in the SERVER span.
+fn trace_layer_and_middleware_join_the_request_trace(app: impl FnOnce(MonitorLayer) -> Router) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let receiver = runtime.block_on(OtlpReceiver::start());
+    // TraceLayer's spans are DEBUG; the export filter takes them.
+    let telemetry = telemetry_into(
+        &receiver,
+        &[
+            ("OTEL_MONITOR_EXPORT_FILTER", "info,tower_http=debug"),
+            ("OTEL_MONITOR_HOST_METRICS", "false"),
+        ],
+    );
+    let app = app(MonitorLayer::new());
+    runtime.block_on(async {
+        send(&app, "/users/1").await;
+        send(&app, "/users/2").await;
+    });
+    telemetry.shutdown().unwrap();
+
+    // Shut down: everything that was going to be exported has been sent.
+    let spans = support::wait_for_blocking("four spans", DEADLINE, || {
+        let spans = receiver.spans();
+        (spans.len() >= 4).then_some(spans)
+    });
+    let logs = receiver.logs();
+    let servers: Vec<&ReceivedSpan> = spans.iter().filter(|span| is_server(span)).collect();
+    assert_eq!(servers.len(), 2, "{spans:#?}");
+    let mut traces: Vec<String> = spans.iter().map(ReceivedSpan::trace_id_hex).collect();
+    traces.sort_unstable();
+    traces.dedup();
+    assert_eq!(traces.len(), 2, "one trace per request: {spans:#?}");
+    for server in servers {
+        let children: Vec<&ReceivedSpan> = spans
+            .iter()
+            .filter(|span| span.parent_span_id_hex() == server.span_id_hex())
+            .collect();
+        assert_eq!(children.len(), 1, "{spans:#?}");
+        let trace_layer = children[0];
+        assert_eq!(trace_layer.span.name, "request");
+        assert_eq!(trace_layer.scope_name, "otel-monitor/tracing");
+        assert_eq!(trace_layer.trace_id_hex(), server.trace_id_hex());
+
+        let path = server.attr_str("url.path").unwrap();
+        let logged = logs
+            .iter()
+            .find(|log| {
+                log.body_str() == Some("middleware call") && log.attr_str("url.path") == Some(path)
+            })
+            .unwrap_or_else(|| panic!("the middleware's event of {path}: {logs:#?}"));
+        assert_eq!(logged.trace_id_hex(), server.trace_id_hex());
+        assert_eq!(logged.span_id_hex(), server.span_id_hex());
+    }
+}
+
+/// Custom middleware's work in its `call()`.
+fn log_in_call<B>(request: Request<B>) -> Request<B> {
+    tracing::info!(url.path = request.uri().path(), "middleware call");
+    request
+}
+
+#[test]
+fn trace_layer_and_middleware_in_one_service_builder_under_monitor_layer_join_the_request_trace() {
+    // One stack: each layer's `call()` runs inside the one above's.
+    trace_layer_and_middleware_join_the_request_trace(|monitor| {
+        Router::new()
+            .route("/users/{id}", get(|| async { "user" }))
+            .layer(
+                ServiceBuilder::new()
+                    .layer(monitor)
+                    .layer(MapRequestLayer::new(log_in_call))
+                    .layer(TraceLayer::new_for_http()),
+            )
+    });
+}
+
+#[test]
+fn trace_layer_and_middleware_as_router_layers_under_monitor_layer_join_the_request_trace() {
+    // Each `Router::layer` boxes the route again; axum calls the inner route when its future is
+    // first polled.
+    trace_layer_and_middleware_join_the_request_trace(|monitor| {
+        Router::new()
+            .route("/users/{id}", get(|| async { "user" }))
+            .layer(TraceLayer::new_for_http())
+            .layer(MapRequestLayer::new(log_in_call))
+            .layer(monitor)
+    });
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::{
 };
 
 use http::Response;
-use opentelemetry::context::WithContext;
+use opentelemetry::Context as OtelContext;
 use pin_project_lite::pin_project;
 
 use super::{body::ResponseBody, error_type, in_flight::InFlight};
@@ -21,14 +21,31 @@ pin_project! {
     /// panic unwinds.
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: WithContext<F>,
+        inner: F,
         in_flight: Option<Box<InFlight>>,
+        // The context an untraced request's future is polled in: the caller's, as it was at
+        // `call()`. A traced request's is the one its `InFlight` holds.
+        untraced: OtelContext,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: WithContext<F>, in_flight: Option<Box<InFlight>>) -> Self {
-        Self { inner, in_flight }
+    /// The future of a traced request, polled in `in_flight`'s context.
+    pub(crate) fn traced(inner: F, in_flight: Box<InFlight>) -> Self {
+        Self {
+            inner,
+            in_flight: Some(in_flight),
+            untraced: OtelContext::new(),
+        }
+    }
+
+    /// The future of a request not traced, polled in the context current now.
+    pub(crate) fn untraced(inner: F) -> Self {
+        Self {
+            inner,
+            in_flight: None,
+            untraced: OtelContext::current(),
+        }
     }
 }
 
@@ -42,9 +59,20 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let guard = EndOnPanic::arm(this.in_flight.take());
-        let poll = this.inner.poll(cx);
-        *this.in_flight = guard.disarm();
+        let poll = {
+            // One clone a poll, as `opentelemetry`'s `WithContext` makes: a context is attached
+            // by value.
+            let _attached = this
+                .in_flight
+                .as_ref()
+                .map_or(&*this.untraced, |in_flight| in_flight.context())
+                .clone()
+                .attach();
+            let guard = EndOnPanic::arm(this.in_flight.take());
+            let poll = this.inner.poll(cx);
+            *this.in_flight = guard.disarm();
+            poll
+        };
         let result = ready!(poll);
         let mut in_flight = this.in_flight.take();
         Poll::Ready(match result {

@@ -6,7 +6,6 @@ use std::{
 };
 
 use http::{Request, Response};
-use opentelemetry::context::FutureExt;
 use tower_service::Service;
 
 use super::{RequestBody, ResponseBody, ResponseFuture, Shared, in_flight::InFlight};
@@ -53,17 +52,23 @@ where
             .as_ref()
             .is_none_or(|filter| filter(request.uri().path()));
         if !traced {
+            // Called in the caller's context, and polled in it.
             let future = self.inner.call(request.map(RequestBody::uncounted));
-            return ResponseFuture::new(future.with_current_context(), None);
+            return ResponseFuture::untraced(future);
         }
 
         let in_flight = Box::new(InFlight::start(self.shared.clone(), &request));
         let bytes_read = in_flight.request_body_bytes();
-        let cx = in_flight.context().clone();
+        // The inner service's `call()` runs in the request's context as its future does: what
+        // it starts there (tower-http's `TraceLayer` makes its span in `call()`) joins the
+        // request's trace. The context is attached by value: this clone is the one the future
+        // took before (`with_context`); the future now reads `in_flight`'s.
+        let attached = in_flight.context().clone().attach();
         let future = self
             .inner
             .call(request.map(|body| RequestBody::counted(body, bytes_read)));
-        ResponseFuture::new(future.with_context(cx), Some(in_flight))
+        drop(attached);
+        ResponseFuture::traced(future, in_flight)
     }
 }
 
