@@ -296,9 +296,43 @@ fn binary(name: &str) -> PathBuf {
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| manifest_dir.join("target"));
-    let path = target_dir.join("debug/examples").join(name);
+    let examples = target_dir.join("debug/examples");
+    let path = own_build(&examples, name, &manifest_dir).unwrap_or_else(|| examples.join(name));
     built.push((name.to_owned(), path.clone()));
     path
+}
+
+/// The newest build of example `name` made from this checkout's sources: `name-HASH`, whose
+/// dependency file names `MANIFEST_DIR/examples/name.rs`. A target directory shared by several
+/// checkouts of the crate holds one `examples/name` for all of them, the last one built, while
+/// each checkout's build keeps its own `name-HASH`.
+fn own_build(
+    examples: &std::path::Path,
+    name: &str,
+    manifest_dir: &std::path::Path,
+) -> Option<PathBuf> {
+    let source = manifest_dir.join("examples").join(format!("{name}.rs"));
+    let source = source.to_str()?;
+    let prefix = format!("{name}-");
+    std::fs::read_dir(examples)
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|file| file.to_str())
+                .and_then(|file| file.strip_prefix(&prefix))
+                .is_some_and(|hash| hash.bytes().all(|byte| byte.is_ascii_hexdigit()))
+        })
+        .filter(|path| {
+            std::fs::read_to_string(path.with_extension("d"))
+                .is_ok_and(|dependencies| dependencies.contains(source))
+        })
+        .max_by_key(|path| {
+            std::fs::metadata(path)
+                .and_then(|meta| meta.modified())
+                .ok()
+        })
 }
 
 fn terminate(pid: u32) {
