@@ -23,9 +23,14 @@
 //! Routes: `GET /`, `GET /users/{id}`, `GET /slow?ms=N`, `GET /error`,
 //! `GET /stream?chunks=N&ms=M`, `GET /admin` (401 without `Authorization: Bearer <token>`, 403
 //! with a wrong token; the token is `EXAMPLE_ADMIN_TOKEN`, `demo-admin-token` when unset),
-//! `GET /health` (not traced), and with the `prometheus` feature and
+//! `GET /chain/{depth}` (see below), `GET /health` (not traced), and with the `prometheus` feature and
 //! `OTEL_METRICS_EXPORTER=prometheus`, `GET /metrics`. A 401, 403, or a 404 of no route
 //! (`GET /wp-login.php`) logs a security event (`otel_monitor.http.server.refusal`).
+//!
+//! A distributed trace: `GET /chain/{depth}` calls `DOWNSTREAM_URL` (the service itself when
+//! unset) at `/chain/{depth-1}` through [`MonitorClientLayer`], down to `/chain/0`, which
+//! answers; `curl localhost:3000/chain/3` makes one trace of SERVER, CLIENT, SERVER, ... spans.
+//! Run a second service with `DOWNSTREAM_URL` pointing at it to see the trace cross processes.
 
 use std::{error::Error, net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
@@ -37,14 +42,22 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
-use otel_monitor::{MonitorLayer, Telemetry};
+use http_body_util::BodyExt;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+use otel_monitor::{MonitorClient, MonitorClientLayer, MonitorLayer, Telemetry, UrlTemplate};
 use serde_json::json;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
+use tower::{Layer, ServiceExt};
 
 /// Longest wait `/slow` and `/stream` accept, in milliseconds.
 const MAX_WAIT_MS: u64 = 10_000;
 /// Most chunks `/stream` sends.
 const MAX_CHUNKS: u64 = 1_000;
+/// Deepest `/chain/{depth}` accepted: each level is a call, and a chain must end.
+const MAX_CHAIN_DEPTH: u32 = 10;
 /// The token `GET /admin` asks for when `EXAMPLE_ADMIN_TOKEN` is unset: a demo's, not a secret.
 const DEMO_ADMIN_TOKEN: &str = "demo-admin-token";
 
@@ -71,12 +84,24 @@ async fn run() -> Result<(), Box<dyn Error>> {
         .default_service_version(env!("CARGO_PKG_VERSION"))
         .init()?;
 
+    let address = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
+    let listener = tokio::net::TcpListener::bind(&address).await?;
+    let address = listener.local_addr()?;
+
     let admin_token: Arc<str> = std::env::var("EXAMPLE_ADMIN_TOKEN")
         .unwrap_or_else(|_| DEMO_ADMIN_TOKEN.to_owned())
         .into();
+    // The calls this service makes, traced as CLIENT spans that carry the trace downstream.
+    let downstream = Downstream {
+        url: std::env::var("DOWNSTREAM_URL")
+            .unwrap_or_else(|_| format!("http://{address}"))
+            .into(),
+        client: MonitorClientLayer::new().layer(Client::builder(TokioExecutor::new()).build_http()),
+    };
     let app = Router::new()
         .route("/", get(|| async { "Hello from otel-monitor\n" }))
         .route("/admin", get(admin).with_state(admin_token))
+        .route("/chain/{depth}", get(chain).with_state(downstream))
         .route("/users/{id}", get(user))
         .route("/slow", get(slow))
         .route("/error", get(error))
@@ -100,10 +125,8 @@ async fn run() -> Result<(), Box<dyn Error>> {
         None => app,
     };
 
-    let address = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
-    let listener = tokio::net::TcpListener::bind(&address).await?;
     log_resources();
-    tracing::info!("listening on http://{}", listener.local_addr()?);
+    tracing::info!("listening on http://{address}");
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -181,6 +204,65 @@ fn same_secret(given: &[u8], secret: &[u8]) -> bool {
             .zip(secret)
             .fold(0u8, |difference, (a, b)| difference | (a ^ b))
             == 0
+}
+
+/// Where `/chain/{depth}` calls, and the client it calls with.
+#[derive(Clone)]
+struct Downstream {
+    url: Arc<str>,
+    client: MonitorClient<Client<HttpConnector, Body>>,
+}
+
+/// `GET /chain/{depth}`: calls `/chain/{depth-1}` downstream and says what it answered; 0
+/// answers itself, above 10 is a 400, and a downstream that fails or cannot be reached is a 502.
+async fn chain(
+    State(downstream): State<Downstream>,
+    Path(depth): Path<u32>,
+) -> (StatusCode, String) {
+    if depth > MAX_CHAIN_DEPTH {
+        let message = format!("depth {depth} is deeper than {MAX_CHAIN_DEPTH}\n");
+        return (StatusCode::BAD_REQUEST, message);
+    }
+    if depth == 0 {
+        return (StatusCode::OK, "chain 0: the end\n".to_owned());
+    }
+    let url = format!("{}/chain/{}", downstream.url, depth - 1);
+    let request = http::Request::get(&url)
+        // The low-cardinality name of what is called: the span is `GET /chain/{depth}`.
+        .extension(UrlTemplate::new("/chain/{depth}"))
+        .body(Body::empty())
+        .expect("a URL made of DOWNSTREAM_URL and a number");
+    let answer = match downstream.client.oneshot(request).await {
+        Ok(response) => {
+            let status = response.status();
+            match response.into_body().collect().await {
+                Ok(body) => Ok((status, body.to_bytes())),
+                Err(error) => Err(error.to_string()),
+            }
+        }
+        Err(error) => Err(error.to_string()),
+    };
+    match answer {
+        Ok((status, body)) => {
+            let body = String::from_utf8_lossy(&body);
+            let ours = if status.is_success() {
+                StatusCode::OK
+            } else {
+                StatusCode::BAD_GATEWAY
+            };
+            (
+                ours,
+                format!("chain {depth}: {url} answered {status}\n{body}"),
+            )
+        }
+        Err(error) => {
+            tracing::warn!(%error, %url, "the downstream call failed");
+            (
+                StatusCode::BAD_GATEWAY,
+                format!("chain {depth}: {url} failed: {error}\n"),
+            )
+        }
+    }
 }
 
 /// A child span of the request's span, as any `#[instrument]`ed function of a handler is.

@@ -611,3 +611,80 @@ async fn with_a_no_op_tracer_the_callers_context_still_goes_out() {
     }
     assert_eq!(setup.durations()[0].count(), 2);
 }
+
+/// A service under `MonitorLayer` whose `/call` calls `downstream`'s `/users/1` through
+/// `client`, and whose other routes answer themselves; both record into `setup`'s providers.
+fn calling_service<C, B>(setup: &Setup, client: C, downstream: String) -> Router
+where
+    C: Service<http::Request<Body>, Response = http::Response<B>> + Clone + Send + Sync + 'static,
+    C::Future: Send,
+    C::Error: std::fmt::Debug,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Debug,
+{
+    let call_downstream = move || {
+        let client = client.clone();
+        let url = format!("{downstream}/users/1");
+        async move {
+            let request = get_request(&url).body(Body::empty()).unwrap();
+            let response = client.oneshot(request).await.unwrap();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            String::from_utf8_lossy(&body).into_owned()
+        }
+    };
+    Router::new()
+        .route("/call", get(call_downstream))
+        .route("/users/{id}", get(echo_context))
+        .layer(
+            otel_monitor::MonitorLayer::builder()
+                .tracer(setup.tracer_provider.tracer("server"))
+                .meter(setup.meter_provider.meter("server"))
+                .propagator(TraceContextPropagator::new())
+                .build(),
+        )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_client_layer_no_context_goes_out_and_the_downstream_starts_a_new_trace() {
+    let setup = Setup::start(Sampler::AlwaysOn).await;
+    let downstream = support::serve(calling_service(&setup, hyper_client(), String::new())).await;
+    let downstream = format!("http://{downstream}");
+    let traced = ServiceBuilder::new()
+        .layer(setup.layer().build())
+        .service(hyper_client());
+    let with_layer = support::serve(calling_service(&setup, traced, downstream.clone())).await;
+    let without_layer =
+        support::serve(calling_service(&setup, hyper_client(), downstream.clone())).await;
+
+    for (upstream, continued) in [(with_layer, true), (without_layer, false)] {
+        setup.spans.reset();
+        let (status, _, body) = support::client::get(&format!("http://{upstream}/call"), &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        let spans = setup.finished_spans();
+        let server = |name: &str| {
+            spans
+                .iter()
+                .find(|span| span.span_kind == SpanKind::Server && span.name == name)
+                .unwrap_or_else(|| panic!("no SERVER span {name} in {spans:#?}"))
+        };
+        let (upstream, downstream) = (server("GET /call"), server("GET /users/{id}"));
+        let client = spans.iter().find(|span| span.span_kind == SpanKind::Client);
+        if continued {
+            let client = client.expect("a CLIENT span");
+            assert_eq!(client.parent_span_id, upstream.span_context.span_id());
+            assert_eq!(downstream.parent_span_id, client.span_context.span_id());
+            assert_eq!(
+                downstream.span_context.trace_id(),
+                upstream.span_context.trace_id()
+            );
+        } else {
+            assert!(client.is_none());
+            assert_eq!(&body[..], b"- -", "no traceparent, no baggage went out");
+            assert_eq!(downstream.parent_span_id, SpanId::INVALID);
+            assert_ne!(
+                downstream.span_context.trace_id(),
+                upstream.span_context.trace_id()
+            );
+        }
+    }
+}
