@@ -239,6 +239,45 @@ async fn run_example_shows_telemetry_arriving_at_a_local_collector_and_ctrl_c_fl
         .and_then(|ms| ms.parse().ok())
         .unwrap_or_else(|| panic!("no duration in {stream:?}"));
     assert!(ms >= 200.0, "the /stream span lasted {ms} ms: {stream}");
+    // `/chain/2` is one trace the lines show as a tree: SERVER > CLIENT > SERVER > CLIENT >
+    // SERVER, each span's parent the one before it.
+    let (status, _, _) = get(&url("/chain/2"), &[]).await;
+    assert_eq!(status, 200);
+    let chain = wait_for("the five spans of /chain/2", DEADLINE, || {
+        let lines: Vec<String> = script
+            .output()
+            .lines()
+            .filter(|line| line.contains("collector | span") && line.contains("GET /chain/{depth}"))
+            .map(str::to_owned)
+            .collect();
+        (lines.len() >= 5).then_some(lines)
+    })
+    .await;
+    // The word after the last `name` (`collector | span` starts each line).
+    let field = |line: &str, name: &str| -> String {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words
+            .iter()
+            .rposition(|word| *word == name)
+            .and_then(|at| words.get(at + 1))
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+            .to_string()
+    };
+    let kind = |line: &str| {
+        ["SERVER", "CLIENT"]
+            .into_iter()
+            .find(|kind| line.contains(kind))
+    };
+    let mut parent = "-".to_owned();
+    for expected in ["SERVER", "CLIENT", "SERVER", "CLIENT", "SERVER"] {
+        let line = chain
+            .iter()
+            .find(|line| field(line, "parent") == parent)
+            .unwrap_or_else(|| panic!("no span under {parent}:\n{}", chain.join("\n")));
+        assert_eq!(kind(line), Some(expected), "{line}");
+        assert_eq!(field(line, "trace"), field(&chain[0], "trace"), "{line}");
+        parent = field(line, "span");
+    }
     script
         .wait_for_line(&["collector | metrics export #1"])
         .await;
