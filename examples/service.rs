@@ -230,8 +230,11 @@ async fn chain(
     let request = http::Request::get(&url)
         // The low-cardinality name of what is called: the span is `GET /chain/{depth}`.
         .extension(UrlTemplate::new("/chain/{depth}"))
-        .body(Body::empty())
-        .expect("a URL made of DOWNSTREAM_URL and a number");
+        .body(Body::empty());
+    let Ok(request) = request else {
+        let message = format!("chain {depth}: DOWNSTREAM_URL gives {url}, which is not a URL\n");
+        return (StatusCode::INTERNAL_SERVER_ERROR, message);
+    };
     let answer = match downstream.client.oneshot(request).await {
         Ok(response) => {
             let status = response.status();
