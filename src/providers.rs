@@ -201,14 +201,18 @@ fn channel(export: &Export<'_>) -> Result<tonic::transport::Channel, InitError> 
         .map_err(|source| exporter_error(destination.kind.name(), source))
 }
 
-/// The crate's HTTP client to a signal's destination, noting failure causes in `report`.
+/// The crate's HTTP client to a signal's destination, noting failure causes in `report`, and
+/// signing with SigV4 when the destination asks for it (feature `aws`).
 fn http_client(
     destination: &Destination,
     report: &Arc<FailureReport>,
-) -> Result<CauseNotingClient, InitError> {
+) -> Result<impl opentelemetry_http::HttpClient + 'static, InitError> {
     let client = blocking_client(destination)
         .map_err(|source| exporter_error(destination.kind.name(), source))?;
-    Ok(CauseNotingClient::new(client, report.clone()))
+    let client = CauseNotingClient::new(client, report.clone());
+    #[cfg(feature = "aws")]
+    let client = crate::export::aws_sigv4::SigningClient::new(client, destination.sigv4.clone());
+    Ok(client)
 }
 
 /// The exporter just built, reporting its failures to `report`; or why it could not be built.

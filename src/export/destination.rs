@@ -72,6 +72,9 @@ pub(crate) struct Destination {
     pub(crate) timeout: Duration,
     pub(crate) compression: Compression,
     pub(crate) tls: Tls,
+    /// Signs every export, when `OTEL_MONITOR_AWS_SIGV4` is `true`.
+    #[cfg(feature = "aws")]
+    pub(crate) sigv4: Option<super::aws_sigv4::SigV4>,
 }
 
 /// The OTLP exporters' default timeout.
@@ -166,6 +169,8 @@ impl Destination {
             timeout,
             compression,
             tls,
+            #[cfg(feature = "aws")]
+            sigv4: super::aws_sigv4::SigV4::resolve(kind, protocol, env, warnings)?,
         })
     }
 

@@ -14,6 +14,7 @@ pub mod moto;
 pub mod prometheus;
 pub mod receiver;
 pub mod rotel;
+pub mod sigv4;
 pub mod tap;
 pub mod tls;
 pub mod wait;

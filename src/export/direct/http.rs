@@ -23,6 +23,8 @@ pub(super) struct HttpTransport {
     headers: HeaderMap,
     compression: Compression,
     timeout: Duration,
+    #[cfg(feature = "aws")]
+    sigv4: Option<crate::export::aws_sigv4::SigV4>,
 }
 
 impl HttpTransport {
@@ -47,6 +49,8 @@ impl HttpTransport {
             headers,
             compression: destination.compression,
             timeout: destination.timeout,
+            #[cfg(feature = "aws")]
+            sigv4: destination.sigv4.clone(),
         })
     }
 
@@ -71,18 +75,28 @@ impl HttpTransport {
         body: bytes::Bytes,
         left: Duration,
     ) -> Result<ExportTraceServiceResponse, (String, Verdict)> {
-        let response = self
+        let request = self
             .client
             .post(self.endpoint.clone())
             .headers(self.headers.clone())
-            .timeout(left)
-            .body(body)
-            .send()
-            .map_err(|error| {
-                let cause = render_chain(&error);
-                let verdict = connection_verdict(&cause);
-                (cause, verdict)
-            })?;
+            .timeout(left);
+        // Each attempt signed anew: a signature is valid for minutes only.
+        #[cfg(feature = "aws")]
+        let request = match &self.sigv4 {
+            Some(sigv4) => request.headers(
+                sigv4
+                    .sign(self.endpoint.as_str(), &self.headers, &body)
+                    .map_err(|error| (error, Verdict::Retry))?
+                    .into_iter()
+                    .collect(),
+            ),
+            None => request,
+        };
+        let response = request.body(body).send().map_err(|error| {
+            let cause = render_chain(&error);
+            let verdict = connection_verdict(&cause);
+            (cause, verdict)
+        })?;
         let status = response.status();
         if status.is_success() {
             let body = response.bytes().unwrap_or_default();
