@@ -551,6 +551,51 @@ async fn a_call_through_the_client_layer_is_the_client_span_parent_of_the_server
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_call_through_the_client_layer_carries_the_handlers_trace_to_the_server() {
+    use opentelemetry::{
+        context::FutureExt as _,
+        trace::{TraceContextExt as _, Tracer as _},
+    };
+
+    let app = Monitored::start().await;
+    let mut plain = app.client().await;
+    let mut monitored = app.monitored_client().await;
+    // The calls a handler makes, inside its span.
+    let handler = app.tracer_provider.tracer("handler").start("handler");
+    let cx = opentelemetry::Context::current_with_span(handler);
+    let handler_trace = cx.span().span_context().trace_id().to_string();
+    async {
+        assert_eq!(plain.say_hello("plain").await.unwrap(), "hello plain");
+        assert_eq!(
+            monitored.say_hello("monitored").await.unwrap(),
+            "hello monitored"
+        );
+    }
+    .with_context(cx.clone())
+    .await;
+    cx.span().end();
+
+    // handler, the plain call's SERVER span, the monitored call's CLIENT and SERVER spans.
+    let spans = app.spans(4).await;
+    let client_span = span_of(&spans, SpanKind::Client, Some("OK"));
+    let servers: Vec<&ReceivedSpan> = spans
+        .iter()
+        .filter(|span| span.span.kind == SpanKind::Server as i32)
+        .collect();
+    assert_eq!(servers.len(), 2, "{spans:#?}");
+    let (continued, new): (Vec<&ReceivedSpan>, Vec<&ReceivedSpan>) = servers
+        .into_iter()
+        .partition(|span| span.trace_id_hex() == handler_trace);
+    // Through the layer: the handler's trace, under the CLIENT span.
+    assert_eq!(continued.len(), 1, "{spans:#?}");
+    assert_eq!(continued[0].parent_span_id_hex(), client_span.span_id_hex());
+    assert_eq!(client_span.trace_id_hex(), handler_trace);
+    // Without it: no context went out, so the server started a trace of its own.
+    assert_eq!(new.len(), 1, "{spans:#?}");
+    assert_eq!(new[0].parent_span_id_hex(), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_code_but_ok_fails_the_client_span_from_the_head_or_the_trailers() {
     let app = Monitored::start().await;
     let mut client = app.monitored_client().await;
