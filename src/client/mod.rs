@@ -41,14 +41,13 @@ use tower_layer::Layer;
 use crate::rpc::{RpcMetrics, Side};
 use crate::{
     config,
-    layer::{known_methods::KnownMethods, redaction::SensitiveQueryParameters},
+    layer::{
+        DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT, known_methods::KnownMethods,
+        redaction::SensitiveQueryParameters,
+    },
     scope,
 };
 use metrics::HttpClientMetrics;
-
-/// The attribute value length limit when neither the builder nor the environment sets one: the
-/// server layer's.
-const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT: usize = 2048;
 
 /// A tower [`Layer`] for HTTP clients: makes every outgoing call an OpenTelemetry CLIENT span,
 /// sends the trace context with it, and records `http.client.request.duration`, as the HTTP

@@ -64,8 +64,8 @@ const DEFAULT_SECURITY_EVENTS_PER_CLIENT: u32 = 10;
 /// The attribute value length limit, in characters, when neither the builder nor the environment
 /// sets one: longer than nearly every real URL (browsers and CDNs stop near 2,000) and user
 /// agent (a few hundred), and small enough that the values a client controls, five strings and
-/// the recorded headers, keep a span within a few tens of KiB.
-const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT: usize = 2048;
+/// the recorded headers, keep a span within a few tens of KiB. The client layer's default too.
+pub(crate) const DEFAULT_ATTRIBUTE_VALUE_LENGTH_LIMIT: usize = 2048;
 
 /// A tower [`Layer`] that makes every request an OpenTelemetry SERVER span and records the
 /// HTTP server metrics, both as the HTTP semantic conventions (v1.44) name them.
