@@ -61,8 +61,8 @@ where
         let bytes_read = in_flight.request_body_bytes();
         // The inner service's `call()` runs in the request's context as its future does: what
         // it starts there (tower-http's `TraceLayer` makes its span in `call()`) joins the
-        // request's trace. The context is attached by value: this clone is the one the future
-        // took before (`with_context`); the future now reads `in_flight`'s.
+        // request's trace. A context is attached by value, so this is a clone of `in_flight`'s,
+        // which the response future attaches again at each poll.
         let attached = in_flight.context().clone().attach();
         let future = self
             .inner
